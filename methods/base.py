@@ -1,0 +1,94 @@
+"""What every method shares: the loss convention, the Method base class, parameter handling.
+
+Loss convention (one for every method, so that β means the same thing everywhere):
+reconstruction is summed over pixels and averaged over the batch; KL is summed over latent
+dimensions and averaged over the batch. β multiplies that KL.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.nets import Output
+
+
+def bernoulli_reconstruction(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """-log p(x|z) of a Bernoulli decoder: BCE with logits, summed over pixels, mean over batch."""
+    return F.binary_cross_entropy_with_logits(logits, x, reduction="sum") / x.shape[0]
+
+
+def gaussian_reconstruction(x: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+    """Squared error summed over pixels, mean over batch (Gaussian decoder, σ² = 1/2, no constant)."""
+    return (mean - x).pow(2).sum() / x.shape[0]
+
+
+def kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, 1)) per latent dimension, mean over batch: shape (D,)."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1).mean(0)
+
+
+def kl_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL to the standard normal prior, summed over latent dimensions, mean over batch."""
+    return kl_per_dim(mu, logvar).sum()
+
+
+@dataclass
+class TrainContext:
+    """What the harness tells a method about the run it is part of."""
+    model: nn.Module
+    latent_dim: int
+    dataset_size: int
+    steps: int
+    sample_batch: Callable[[], torch.Tensor]     # a fresh float batch from the run's generator
+    device: torch.device
+
+
+class Method(nn.Module):
+    """Base class. A method is an nn.Module holding its own learnable or controller state.
+
+    Subclasses set `params` (tunable parameter -> default) and implement `loss`. Learnable
+    parameters of the method are trained with the network by the harness's optimiser, unless
+    `own_optimiser_parameters` says otherwise (e.g. FactorVAE's discriminator).
+    """
+    name: ClassVar[str] = ""
+    params: ClassVar[dict] = {}
+    reconstruction_loss: ClassVar[str] = "bernoulli"
+
+    def __init__(self, **params):
+        super().__init__()
+        unknown = set(params) - set(self.params)
+        if unknown:
+            valid = ", ".join(sorted(self.params)) or "none"
+            raise ValueError(f"method {self.name!r} has no parameter "
+                             f"{', '.join(sorted(unknown))}; valid parameters: {valid}")
+        self.hparams = {k: type(v)(params.get(k, v)) if v is not None else params.get(k)
+                        for k, v in self.params.items()}
+        self.context: TrainContext | None = None
+
+    def bind(self, context: TrainContext) -> None:
+        """Called once by the harness before training."""
+        self.context = context
+
+    def reconstruction(self, x, out: Output) -> torch.Tensor:
+        if self.reconstruction_loss == "gaussian":
+            return gaussian_reconstruction(x, out.logits)
+        return bernoulli_reconstruction(x, out.logits)
+
+    def loss(self, x: torch.Tensor, out: Output, step: int) -> dict[str, torch.Tensor]:
+        """Named scalar terms including "loss" (what is minimised), "recon" and "kl"."""
+        raise NotImplementedError
+
+    def after_step(self, x: torch.Tensor, out: Output, terms: dict, step: int) -> None:
+        """Updates outside the network's optimiser step (controllers, discriminators)."""
+
+    def logged(self) -> dict[str, torch.Tensor]:
+        """Values worth a history column (β, β̂, σ, C); vectors become name_0, name_1, ..."""
+        return {}
+
+    def optimised_with_model(self):
+        """The method's parameters that the harness's Adam trains together with the network."""
+        return list(self.parameters())
