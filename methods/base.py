@@ -89,6 +89,10 @@ class Method(nn.Module):
         """Values worth a history column (β, β̂, σ, C); vectors become name_0, name_1, ..."""
         return {}
 
+    def diverged(self, row: dict) -> str | None:
+        """Given a logged history row (host floats), a reason to stop the run as failed, or None."""
+        return None
+
     def optimised_with_model(self):
         """The method's parameters that the harness's Adam trains together with the network."""
         return list(self.parameters())

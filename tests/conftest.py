@@ -26,3 +26,12 @@ def _offline_and_isolated_data(tmp_path, monkeypatch):
     """No test downloads anything or touches the user's data folder."""
     monkeypatch.setenv("DISENTBENCH_OFFLINE", "1")
     monkeypatch.setenv("DISENTBENCH_DATA", str(tmp_path / "data"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _tiny_dataset_registered():
+    """Register the in-memory `tiny` dataset (tests/helpers.py) for CLI and harness tests."""
+    from bench import data
+    from tests.helpers import tiny_dsprites_like
+    if "tiny" not in data.available():
+        data.register("tiny")(lambda data_dir=None: tiny_dsprites_like())

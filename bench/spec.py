@@ -1,0 +1,62 @@
+"""RunSpec: everything that defines one training run, and the folder it is stored in."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    method: str
+    dataset: str
+    seed: int
+    steps: int
+    batch_size: int = 64
+    latent_dim: int = 10
+    lr: float = 1e-4
+    params: tuple = field(default=())          # sorted ((name, value), ...) of non-default params
+    log_every: int = 25
+    checkpoint_every: int = 1000
+
+    def __post_init__(self):
+        object.__setattr__(self, "params", tuple(sorted(dict(self.params).items())))
+        for name in ("steps", "batch_size", "latent_dim", "log_every", "checkpoint_every"):
+            if int(getattr(self, name)) <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be non-negative, got {self.seed}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+
+    @property
+    def label(self) -> str:
+        """Method name plus its non-default parameters, e.g. `beta-vae-beta=8`."""
+        return "-".join([self.method] + [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                                         for k, v in self.params])
+
+    def run_dir(self, out: str | Path) -> Path:
+        return Path(out) / "runs" / self.dataset / self.label / f"seed{self.seed}"
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["params"] = dict(self.params)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunSpec":
+        d = dict(d)
+        d["params"] = tuple(d.get("params", {}).items())
+        return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})
+
+    def identity(self) -> dict:
+        """The fields that must match for a run folder to be resumed (steps may grow)."""
+        d = self.to_dict()
+        for free in ("steps", "log_every", "checkpoint_every"):
+            d.pop(free)
+        return d
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:12]

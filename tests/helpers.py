@@ -1,0 +1,18 @@
+"""Small in-memory datasets for fast tests of the harness and the CLI."""
+import numpy as np
+import torch
+
+from bench.data.base import GroundTruthData
+
+
+def tiny_dsprites_like(seed: int = 0, sizes=(3, 2, 4, 4, 4)) -> GroundTruthData:
+    """Binary 64x64 squares whose size/position follow the factors (learnable, deterministic)."""
+    n = int(np.prod(sizes))
+    factors = np.stack(np.unravel_index(np.arange(n), sizes), -1)
+    images = torch.zeros(n, 1, 64, 64, dtype=torch.uint8)
+    for i, (shape, scale, _, x, y) in enumerate(factors):
+        half = 4 + 3 * scale + 2 * shape
+        cx, cy = 16 + 8 * x, 16 + 8 * y
+        images[i, 0, cy - half:cy + half, cx - half:cx + half] = 1
+    return GroundTruthData("tiny", ["shape", "scale", "orientation", "posX", "posY"], sizes,
+                           images, pixel_max=1)

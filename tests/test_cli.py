@@ -1,0 +1,65 @@
+"""Command line: validation errors, a small grid end to end, resume."""
+import csv
+import pytest
+
+from bench.cli import main
+
+
+def run(*args):
+    return main(list(args))
+
+
+def test_unknown_method_exits_2_with_valid_names(capsys, tmp_path):
+    assert run("--methods", "vae,nope", "--datasets", "tiny", "--out", str(tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert "unknown method 'nope'" in err and "beta-vae" in err and "l-vae" in err
+
+
+def test_unknown_dataset_exits_2_with_valid_names(capsys, tmp_path):
+    assert run("--datasets", "mnist", "--out", str(tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert "unknown dataset 'mnist'" in err and "tiny" in err
+
+
+@pytest.mark.parametrize("flag", ["--seeds", "--steps", "--batch-size"])
+def test_non_positive_numbers_are_rejected(capsys, tmp_path, flag):
+    assert run("--methods", "vae", "--datasets", "tiny", flag, "0", "--out", str(tmp_path)) == 2
+    assert f"{flag} must be a positive integer" in capsys.readouterr().err
+
+
+def test_bad_params_are_rejected(capsys, tmp_path):
+    base = ["--methods", "beta-vae", "--datasets", "tiny", "--out", str(tmp_path)]
+    assert run(*base, "--param", "beta-vae.gamma=3") == 2
+    assert "valid parameters: beta" in capsys.readouterr().err
+    assert run(*base, "--param", "beta-vae.beta=abc") == 2
+    assert "expects a float" in capsys.readouterr().err
+    assert run(*base, "--param", "beta") == 2
+    assert "METHOD.NAME=VALUE" in capsys.readouterr().err
+
+
+def test_unwritable_out_is_rejected(capsys):
+    assert run("--methods", "vae", "--datasets", "tiny", "--out", "/proc/disentbench") == 2
+    assert "cannot write there" in capsys.readouterr().err
+
+
+def test_out_that_is_a_file_is_rejected(capsys, tmp_path):
+    target = tmp_path / "file"
+    target.write_text("x")
+    assert run("--methods", "vae", "--datasets", "tiny", "--out", str(target)) == 2
+    assert "--out" in capsys.readouterr().err
+
+
+def test_small_grid_end_to_end_and_resume(capsys, tmp_path):
+    args = ["--methods", "vae,beta-vae,l-vae", "--datasets", "tiny", "--seeds", "2",
+            "--steps", "10", "--log-every", "5", "--param", "beta-vae.beta=2",
+            "--out", str(tmp_path)]
+    assert run(*args) == 0
+    out = capsys.readouterr().out
+    assert "6 runs" in out and "device cpu" in out and "ETA" in out
+    assert "6 runs trained, 0 already done (skipped), 0 failed" in out
+    runs = tmp_path / "runs" / "tiny"
+    assert sorted(p.name for p in runs.iterdir()) == ["beta-vae-beta=2", "l-vae", "vae"]
+    with open(runs / "l-vae" / "seed1" / "history.csv") as f:
+        assert [r["step"] for r in csv.DictReader(f)] == ["5", "10"]
+    assert run(*args) == 0
+    assert "0 runs trained, 6 already done (skipped)" in capsys.readouterr().out
