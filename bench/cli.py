@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 import methods
 from bench import data as datasets
+from bench import report
 from bench.spec import RunSpec
 from bench.train import RunConflict, Trainer, pick_device, train
 
@@ -163,6 +164,9 @@ def main(argv=None) -> int:
                 if result.status == "failed":
                     bar.write(f"run failed: {result.run_dir}: {result.reason}")
     _report(results, out)
+    files = report.build(out)
+    if files:
+        print(f"tables: {out / 'tables'}/, plots: {out / 'plots'}/, index: {out / 'index.html'}")
     return 0
 
 
