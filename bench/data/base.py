@@ -146,6 +146,6 @@ def to_tensor(images, layout: str, device, chunk: int = 1 << 14) -> torch.Tensor
     shape = images.shape[1:] if layout == "NCHW" else (images.shape[3], *images.shape[1:3])
     out = torch.empty((n, *shape), dtype=torch.uint8, device=device)
     for start in range(0, n, chunk):
-        part = torch.from_numpy(np.ascontiguousarray(images[start:start + chunk])).to(device)
+        part = torch.from_numpy(np.array(images[start:start + chunk])).to(device)
         out[start:start + chunk] = part if layout == "NCHW" else part.permute(0, 3, 1, 2)
     return out
