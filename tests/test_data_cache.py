@@ -122,3 +122,9 @@ def test_cuda_upload_moves_a_mapped_set_to_the_gpu(mapped):
     assert data.images.is_cuda and data.layout == "NCHW" and data.device.type == "cuda"
     batch = data.images_from_factors(torch.tensor([[2, 1]], device="cuda"))
     np.testing.assert_array_equal(batch.cpu().numpy(), images[[9]].transpose(0, 3, 1, 2))
+
+
+def test_an_unwritable_cache_folder_is_a_clear_error(tmp_path):
+    (tmp_path / "cache").write_text("a file where the cache folder should be")
+    with pytest.raises(DatasetError, match="building the cache .* failed .* writable folder"):
+        cached_file(tmp_path / "cache" / "a.npy", {"k": 1}, _write(1))

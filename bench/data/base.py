@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 
 class DatasetError(Exception):
@@ -145,7 +146,8 @@ def to_tensor(images, layout: str, device, chunk: int = 1 << 14) -> torch.Tensor
     n = len(images)
     shape = images.shape[1:] if layout == "NCHW" else (images.shape[3], *images.shape[1:3])
     out = torch.empty((n, *shape), dtype=torch.uint8, device=device)
-    for start in range(0, n, chunk):
+    for start in tqdm(range(0, n, chunk), desc=f"copy images to {device}", unit="chunk",
+                      disable=images.nbytes < 2 ** 30):
         part = torch.from_numpy(np.array(images[start:start + chunk])).to(device)
         out[start:start + chunk] = part if layout == "NCHW" else part.permute(0, 3, 1, 2)
     return out

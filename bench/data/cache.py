@@ -50,9 +50,14 @@ def cached_file(path, key: dict, build) -> Path:
             return path
     except (OSError, ValueError):
         pass
-    stamp.unlink(missing_ok=True)
-    with atomic_path(path) as tmp:
-        build(tmp)
+    try:
+        stamp.unlink(missing_ok=True)
+        with atomic_path(path) as tmp:
+            build(tmp)
+    except OSError as err:
+        raise DatasetError(f"building the cache {path} failed ({err}); nothing was cached. It "
+                           f"lives in the data folder: pass --data-dir or set DISENTBENCH_DATA "
+                           f"to a writable folder with room") from err
     stat = path.stat()
     write_json(stamp, {**key, "cache_bytes": stat.st_size, "cache_mtime_ns": stat.st_mtime_ns})
     return path

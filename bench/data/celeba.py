@@ -60,17 +60,18 @@ def read_celeba(path, cache, count=COUNT) -> GroundTruthData:
                           lambda i: path / names[i])
     else:
         try:
-            with zipfile.ZipFile(path) as zf:
-                members = sorted(n for n in zf.namelist() if n.lower().endswith(".jpg"))
-                if [Path(m).name for m in members] != names:
-                    raise DatasetError(f"{where}: expected the {count:,} images "
-                                       f"{FOLDER}/{names[0]} ... {names[-1]} in the zip, found "
-                                       f"{len(members):,} .jpg files")
-                images = _convert(path, cache, count, lambda i: zf.read(members[i]),
-                                  lambda i: f"{path}:{members[i]}")
+            zf = zipfile.ZipFile(path)
         except (zipfile.BadZipFile, OSError) as err:
             raise DatasetError(f"{where} is not a readable zip file ({err}); put the original "
                                f"{FILE} there, or the folder it extracts to") from err
+        with zf:
+            members = sorted(n for n in zf.namelist() if n.lower().endswith(".jpg"))
+            if [Path(m).name for m in members] != names:
+                raise DatasetError(f"{where}: expected the {count:,} images "
+                                   f"{FOLDER}/{names[0]} ... {names[-1]} in the zip, found "
+                                   f"{len(members):,} .jpg files")
+            images = _convert(path, cache, count, lambda i: zf.read(members[i]),
+                              lambda i: f"{path}:{members[i]}")
     return GroundTruthData("celeba", ("index",), (count,), images, layout="NHWC",
                            has_factors=False)
 

@@ -64,11 +64,7 @@ def read_shapes3d(path, cache, factor_sizes=FACTOR_SIZES) -> GroundTruthData:
         out.flush()
         del out
 
-    try:
-        array = cached_file(Path(cache) / "shapes3d.npy",
-                            {**source_key(path), "shape": [n, 64, 64, 3]}, build)
-    except OSError as err:
-        raise DatasetError(f"unpacking {where} into {cache} failed ({err}); nothing was "
-                           f"cached") from err
+    array = cached_file(Path(cache) / "shapes3d.npy", {**source_key(path), "shape": [n, 64, 64, 3]},
+                        build)
     return GroundTruthData("shapes3d", FACTOR_NAMES, factor_sizes, np.load(array, mmap_mode="r"),
                            layout="NHWC", factor_values=values)
