@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 
 class DatasetError(Exception):
@@ -22,12 +23,15 @@ class GroundTruthData:
     `images` is either a uint8 torch tensor (N, C, H, W), or a uint8 numpy array
     (for example a memory map) in the layout named by `layout` ("NCHW" or "NHWC").
     `pixel_max` is the value of a fully-on pixel (1 for binary dSprites, 255 for RGB).
+    `has_factors=False` marks a set without ground truth (CelebA): its one "factor" is the
+    image index, good for training and traversals; metrics that need factors must skip it.
     Subclasses with another storage (packed bits, say) override `_gather`.
     """
 
     def __init__(self, name, factor_names, factor_sizes, images, *, pixel_max=255,
-                 layout="NCHW", image_shape=None, factor_values=None):
+                 layout="NCHW", image_shape=None, factor_values=None, has_factors=True):
         self.name = name
+        self.has_factors = has_factors
         self.factor_names = tuple(factor_names)
         self.factor_sizes = tuple(int(k) for k in factor_sizes)
         if len(self.factor_names) != len(self.factor_sizes):
@@ -85,9 +89,18 @@ class GroundTruthData:
         return torch.device("cpu")
 
     def to(self, device) -> "GroundTruthData":
-        """Move tensor-stored images to `device` (numpy/memory-mapped storage stays on the host)."""
+        """Move the images to `device`.
+
+        Numpy (memory-mapped) storage goes to a CUDA device only when it fits there with
+        room to spare (`fits_on`); otherwise it stays mapped on the host and batches are
+        gathered from the map.
+        """
+        device = torch.device(device)
         if isinstance(self.images, torch.Tensor):
             self.images = self.images.to(device)
+        elif device.type == "cuda" and fits_on(device, self.images.nbytes):
+            self.images = to_tensor(self.images, self.layout, device)
+            self.layout = "NCHW"
         return self
 
     def _gather(self, index: torch.Tensor) -> torch.Tensor:
@@ -118,3 +131,23 @@ class GroundTruthData:
     def __repr__(self) -> str:
         sizes = ", ".join(f"{n}={k}" for n, k in zip(self.factor_names, self.factor_sizes))
         return f"<{type(self).__name__} {self.name}: {len(self)} images {self.image_shape}; {sizes}>"
+
+
+def fits_on(device, nbytes: int, reserve: float = 0.15) -> bool:
+    """True if `nbytes` fit in the free memory of CUDA `device`, keeping 2 GiB plus
+    `reserve` of its total memory for the model, the batches and the metrics."""
+    free, total = torch.cuda.mem_get_info(device)
+    return nbytes <= free - 2 ** 31 - reserve * total
+
+
+def to_tensor(images, layout: str, device, chunk: int = 1 << 14) -> torch.Tensor:
+    """A uint8 (N, C, H, W) tensor on `device` from a numpy array or memory map, copied
+    `chunk` images at a time so the host never holds a second full copy."""
+    n = len(images)
+    shape = images.shape[1:] if layout == "NCHW" else (images.shape[3], *images.shape[1:3])
+    out = torch.empty((n, *shape), dtype=torch.uint8, device=device)
+    for start in tqdm(range(0, n, chunk), desc=f"copy images to {device}", unit="chunk",
+                      disable=images.nbytes < 2 ** 30):
+        part = torch.from_numpy(np.array(images[start:start + chunk])).to(device)
+        out[start:start + chunk] = part if layout == "NCHW" else part.permute(0, 3, 1, 2)
+    return out
