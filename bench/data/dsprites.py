@@ -47,7 +47,8 @@ SQUARE_HALF = 9.6                            # px at scale 1 (side 0.3 * 64)
 ELLIPSE_AXES = (12.76, 7.22)                 # semi-axes px at scale 1, long axis horizontal
 HEART_BOX = (19.19, 19.15)                   # bounding box (w, h) px at scale 1
 HEART_DY = 0.244                             # px: the heart's box centre lies below the pivot
-HEART_ROWS = 8192                            # resolution of the heart's span table over [-10, 10)
+HEART_ROWS = 8191                            # rows of the heart span table over [-10, 10); a prime
+                                             # count keeps row edges off the grid's rational y values
 WINDOW = 32                                  # every sprite fits a 32x32 pixel window
 
 
