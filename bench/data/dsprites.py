@@ -19,6 +19,7 @@ import argparse
 import hashlib
 import json
 import math
+import pickle
 import sys
 import time
 import zipfile
@@ -255,26 +256,28 @@ def load_file(data_dir=None, *, url=URL, md5=MD5, filename=FILENAME,
     path = fetch(url, data_root(data_dir) / filename, md5=md5, desc="dSprites")
     latents_sizes = tuple(int(k) for k in latents_sizes)
     factor_sizes, n = latents_sizes[1:], math.prod(latents_sizes)
-
-    def bad(problem):
-        return DatasetError(f"{path} is not a usable dSprites file: {problem}. Delete it and "
-                            f"download it again from {url} (md5 {md5}) to {path}.")
     try:
+        if not zipfile.is_zipfile(path):
+            raise ValueError("it is not an npz (zip) archive")
         with np.load(path, allow_pickle=True, encoding="latin1") as npz:
             metadata = npz["metadata"].item()
             classes = npz["latents_classes"]
+        file_sizes = tuple(int(k) for k in metadata["latents_sizes"])
+        if file_sizes != latents_sizes:
+            raise ValueError(f"metadata latents_sizes {file_sizes}, expected {latents_sizes}")
+        if classes.shape != (n, len(latents_sizes)) or np.any(classes[:, 0] != 0):
+            raise ValueError(f"latents_classes has shape {classes.shape} or a non-constant "
+                             f"colour column")
+        strides = np.array([math.prod(latents_sizes[i + 1:]) for i in range(len(latents_sizes))])
+        if not np.array_equal(classes @ strides, np.arange(n)):
+            raise ValueError("its rows are not in row-major order of latents_classes")
+        values = tuple(np.asarray(metadata["latents_possible_values"][name], np.float64)
+                       for name in FACTOR_NAMES)
         packed = _read_packed_imgs(path, n)
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as err:
-        raise bad(f"{type(err).__name__}: {err}") from err
-    if tuple(metadata["latents_sizes"]) != latents_sizes:
-        raise bad(f"metadata latents_sizes {tuple(metadata['latents_sizes'])}, expected {latents_sizes}")
-    if classes.shape != (n, len(latents_sizes)) or np.any(classes[:, 0] != 0):
-        raise bad(f"latents_classes has shape {classes.shape} or a non-constant colour column")
-    strides = np.array([math.prod(latents_sizes[i + 1:]) for i in range(len(latents_sizes))])
-    if not np.array_equal(classes @ strides, np.arange(n)):
-        raise bad("its rows are not in row-major order of latents_classes")
-    values = tuple(np.asarray(metadata["latents_possible_values"][name], np.float64)
-                   for name in FACTOR_NAMES)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile,
+            pickle.UnpicklingError) as err:
+        raise DatasetError(f"{path} is not a usable dSprites file: {err}. Delete it and "
+                           f"download it again from {url} (md5 {md5}) to {path}.") from err
     return PackedBinaryData("dsprites", factor_sizes, packed, values)
 
 
