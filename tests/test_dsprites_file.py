@@ -45,7 +45,7 @@ def _npy(array) -> bytes:
     return buffer.getvalue()
 
 
-def write_official_format(path, latents_sizes=TINY, order=None, seed=0):
+def write_official_format(path, latents_sizes=TINY, order=None, pixel_on=1):
     """Write an npz laid out like dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz; returns
     (imgs, md5). `order` permutes the rows (to test the row-order check)."""
     n = int(np.prod(latents_sizes))
@@ -55,7 +55,7 @@ def write_official_format(path, latents_sizes=TINY, order=None, seed=0):
                 "orientation": np.linspace(0, 2 * np.pi, latents_sizes[3]),
                 "posX": np.linspace(0, 1, latents_sizes[4]), "posY": np.linspace(0, 1, latents_sizes[5])}
     values = np.stack([possible[name][classes[:, k]] for k, name in enumerate(NAMES)], 1)
-    imgs = np.random.default_rng(seed).integers(0, 2, (n, 64, 64), dtype=np.uint8)
+    imgs = np.random.default_rng(0).integers(0, 2, (n, 64, 64), dtype=np.uint8) * np.uint8(pixel_on)
     if order is not None:
         imgs, classes, values = imgs[order], classes[order], values[order]
     metadata = {"date": "April 2017", "description": "test file", "version": 1,
@@ -206,3 +206,15 @@ def test_a_file_that_is_not_an_npz_is_refused_clearly(tmp_path):
     with pytest.raises(DatasetError, match="not a usable dSprites file: it is not an npz") as error:
         dsprites.load_file(tmp_path, md5=None, latents_sizes=TINY)
     assert dsprites.URL in str(error.value)
+
+
+def test_images_other_than_0_and_1_are_refused(tmp_path):
+    _, md5 = write_official_format(tmp_path / dsprites.FILENAME, pixel_on=255)
+    with pytest.raises(DatasetError, match="values other than 0 and 1"):
+        dsprites.load_file(tmp_path, md5=md5, latents_sizes=TINY)
+
+
+def test_images_are_packed_the_same_across_chunk_boundaries(served):
+    path, imgs, _ = served
+    packed = dsprites._read_packed_imgs(path, 72, chunk=10)
+    np.testing.assert_array_equal(packed, np.packbits(imgs.reshape(72, -1), axis=1))
