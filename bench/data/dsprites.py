@@ -327,7 +327,10 @@ def main(argv=None):
         description="Render procedural dSprites and time it; with --data-dir, load (or build) "
                     "the cache there and time loading and batch gathering.")
     parser.add_argument("--data-dir", help="data folder of the cache (default: render only)")
+    parser.add_argument("--threads", type=int, help="torch threads for gathering batches")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if not args.data_dir:
         packed, seconds = render_all()
         print(f"rendered {len(packed):,} images in {seconds:.1f} s "
