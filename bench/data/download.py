@@ -123,9 +123,11 @@ def _download(url: str, dest: Path, desc: str) -> None:
     request = urllib.request.Request(url, headers={"User-Agent": "disentbench"})
     with urllib.request.urlopen(request, timeout=60) as response, open(dest, "wb") as out:
         total = int(response.headers.get("Content-Length") or 0) or None
+        received = 0
         with tqdm(total=total, unit="B", unit_scale=True, desc=f"download {desc}") as bar:
             for block in iter(lambda: response.read(1 << 20), b""):
                 out.write(block)
+                received += len(block)
                 bar.update(len(block))
-        if total is not None and dest.stat().st_size != total:
-            raise OSError(f"connection closed after {dest.stat().st_size:,} of {total:,} bytes")
+        if total is not None and received != total:
+            raise OSError(f"connection closed after {received:,} of {total:,} bytes")
