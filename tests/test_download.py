@@ -164,3 +164,9 @@ def test_connection_closed_early_is_a_failed_download(tmp_path, monkeypatch):
         server.shutdown()
         server.server_close()
     assert list(target.parent.iterdir()) == []
+
+
+def test_atomic_files_get_the_usual_permissions(tmp_path):
+    from bench import io
+    io.write_text(tmp_path / "f.txt", "x")
+    assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o666 & ~io._UMASK

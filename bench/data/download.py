@@ -10,6 +10,7 @@ Set DISENTBENCH_OFFLINE=1 to forbid downloads.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import urllib.error
@@ -112,7 +113,7 @@ def fetch(url: str, path, *, md5=None, sha256=None, size=None, desc=None) -> Pat
                 raise DatasetError(f"the download of {url} is not the expected file: {problem}. "
                                    f"Nothing was saved; try again, or download it by hand and "
                                    f"put it at {path}.")
-    except (urllib.error.URLError, OSError, TimeoutError) as err:
+    except (urllib.error.URLError, http.client.HTTPException, OSError, TimeoutError) as err:
         reason = getattr(err, "reason", None) or err
         raise DatasetError(f"could not download {url} ({reason}). "
                            + missing_message(path, url, md5=md5, sha256=sha256)) from err
