@@ -26,13 +26,14 @@ def modularity_explicitness(codes, seed, num_train, num_test, batch_size, num_bi
     mus_test, ys_test = factor_codes(codes, num_test, random_state, batch_size)
     mi = discrete_mutual_info(histogram_discretize(mus_train, num_bins), ys_train)
     scores = {"modularity_score": modularity(mi)}
-    mus_train_norm, mean, stddev = normalize_data(mus_train)
+    stddev = np.std(mus_train, axis=1)
     if np.any(stddev == 0):
         warnings.warn(f"code dims {np.flatnonzero(stddev == 0).tolist()} are constant: "
                       f"explicitness is undefined (dlib crashes here), reported as NaN",
                       RuntimeWarning, stacklevel=2)
         return {**scores, "explicitness_score_train": float("nan"),
                 "explicitness_score_test": float("nan")}
+    mus_train_norm, mean, _ = normalize_data(mus_train, stddev=stddev)
     mus_test_norm, _, _ = normalize_data(mus_test, mean, stddev)
     per_factor = np.array([explicitness_per_factor(mus_train_norm, ys_train[j, :],
                                                    mus_test_norm, ys_test[j, :])
