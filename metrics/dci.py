@@ -4,7 +4,7 @@ import numpy as np
 import scipy.stats
 from sklearn import ensemble
 
-from . import register
+from . import boosting, register
 from .utils import factor_codes
 
 
@@ -28,6 +28,26 @@ def dci(codes, seed, num_train, num_test, batch_size):
         importance[:, j] = np.abs(model.feature_importances_)
         train_accuracy.append(np.mean(model.predict(mus_train.T) == ys_train[j, :]))
         test_accuracy.append(np.mean(model.predict(mus_test.T) == ys_test[j, :]))
+    return dci_scores(importance, train_accuracy, test_accuracy)
+
+
+@register("dci-fast", default=dict(num_train=10000, num_test=5000, batch_size=16),
+          quick=dict(num_train=2000, num_test=1000))
+def dci_fast(codes, seed, num_train, num_test, batch_size):
+    """DCI with `boosting.fit_predict`, a histogram version of the reference's booster (same
+    model, split candidates from at most 256 bins per code); much
+    faster, and within 0.01 of the reference mode on the oracle cases (tests/test_dci_fast.py)."""
+    random_state = np.random.RandomState(seed)
+    mus_train, ys_train = factor_codes(codes, num_train, random_state, batch_size)
+    mus_test, ys_test = factor_codes(codes, num_test, random_state, batch_size)
+    tie_random_state = np.random.RandomState(seed)
+    importance = np.zeros([mus_train.shape[0], ys_train.shape[0]])
+    train_accuracy, test_accuracy = [], []
+    for j in range(ys_train.shape[0]):
+        importance[:, j], train_predicted, test_predicted = boosting.fit_predict(
+            mus_train.T, ys_train[j, :], mus_test.T, tie_random_state)
+        train_accuracy.append(np.mean(train_predicted == ys_train[j, :]))
+        test_accuracy.append(np.mean(test_predicted == ys_test[j, :]))
     return dci_scores(importance, train_accuracy, test_accuracy)
 
 
