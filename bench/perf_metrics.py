@@ -55,11 +55,12 @@ class FactorVectors:
 
 
 def synthetic_code(observations):
-    """10 dims: the standardised factors, and a fixed rotation of them plus noise-like hash."""
+    """10 dims: the standardised factors, and a fixed rotation of them plus a deterministic
+    wobble (a different sine of the factors per dim)."""
     k = np.array(FACTOR_SIZES, dtype=np.float64)
     z = (observations - (k - 1) / 2) / np.sqrt((k ** 2 - 1) / 12)
     rotation = np.linalg.qr(np.random.RandomState(1234).randn(5, 5))[0]
-    wobble = np.sin(observations @ np.array([1.3, 2.1, 0.7, 1.9, 2.9]))[:, None]
+    wobble = np.sin(observations @ np.random.RandomState(7).randn(5, 5))
     return np.concatenate([z, z @ rotation.T + 0.3 * wobble], axis=1)
 
 

@@ -50,5 +50,7 @@ def sap_continuous(codes, seed, num_train, batch_size):
 
 def top_two_gap(scores: np.ndarray) -> float:
     """Mean over columns of (largest - second largest entry)."""
+    if scores.shape[0] < 2:
+        raise ValueError(f"SAP needs at least 2 code dimensions, got {scores.shape[0]}")
     sorted_scores = np.sort(scores, axis=0)
     return float(np.mean(sorted_scores[-1, :] - sorted_scores[-2, :]))

@@ -31,7 +31,7 @@ def unsupervised(codes, seed, num_train, batch_size, num_bins):
     np.fill_diagonal(mi, 0)
     return {"gaussian_total_correlation": gaussian_total_correlation(cov),
             "gaussian_wasserstein_correlation": wasserstein,
-            "gaussian_wasserstein_correlation_norm": wasserstein / np.sum(np.diag(cov)),
+            "gaussian_wasserstein_correlation_norm": float(wasserstein / np.sum(np.diag(cov))),
             "mutual_info_score": float(np.sum(mi) / (num_codes ** 2 - num_codes))}
 
 
