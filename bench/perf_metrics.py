@@ -1,0 +1,132 @@
+"""Seconds per metric, split into encoding and the metric's own arithmetic, and encoder throughput.
+
+    python -m bench.perf_metrics [--quick] [--checkpoint model.pt] [--metrics mig,dci-fast]
+
+(a) a 10-dim conv VAE (freshly initialised unless --checkpoint) on a dSprites-sized uint8 dataset
+(`dsprites-procedural` when registered, else a stand-in of rendered squares with the same factor
+sizes), (b) a synthetic 10-dim code of the same factor grid with no encoder, (c) the encoder's
+forward throughput (images/s) on the device.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+import metrics
+from bench import data as datasets
+from bench.data.base import GroundTruthData
+from bench.evaluate import evaluate
+from bench.nets import VAE
+
+FACTOR_SIZES = (3, 6, 40, 32, 32)
+
+
+class SquaresStandIn(GroundTruthData):
+    """dSprites-sized stand-in: a filled square whose side follows shape and scale, at (pos_x,
+    pos_y); orientation is not drawn. Images are rendered on demand (64x64, one channel)."""
+
+    def __init__(self):
+        names = ("shape", "scale", "orientation", "pos_x", "pos_y")
+        super().__init__("squares-stand-in", names, FACTOR_SIZES, None, pixel_max=1,
+                         image_shape=(1, 64, 64))
+
+    def _gather(self, index):
+        f = self.factors_from_index(index)
+        side = 6 + 2 * f[:, 1] + 4 * f[:, 0]
+        left, top = f[:, 3] * (64 - side) // 31, f[:, 4] * (64 - side) // 31
+        grid = torch.arange(64, device=index.device)
+        cols = (grid >= left[:, None]) & (grid < (left + side)[:, None])
+        rows = (grid >= top[:, None]) & (grid < (top + side)[:, None])
+        return (rows[:, :, None] & cols[:, None, :]).to(torch.uint8)[:, None]
+
+
+class FactorVectors:
+    """The factor grid with observations = factor vectors (float64), as the oracle's data."""
+    factor_sizes = FACTOR_SIZES
+
+    def sample_factors(self, n, random_state):
+        return np.stack([random_state.randint(k, size=n) for k in self.factor_sizes], axis=1)
+
+    def observations_from_factors(self, factors, random_state):
+        return np.asarray(factors, dtype=np.float64)
+
+
+def synthetic_code(observations):
+    """10 dims: the standardised factors, and a fixed rotation of them plus a deterministic
+    wobble (a different sine of the factors per dim)."""
+    k = np.array(FACTOR_SIZES, dtype=np.float64)
+    z = (observations - (k - 1) / 2) / np.sqrt((k ** 2 - 1) / 12)
+    rotation = np.linalg.qr(np.random.RandomState(1234).randn(5, 5))[0]
+    wobble = np.sin(observations @ np.random.RandomState(7).randn(5, 5))
+    return np.concatenate([z, z @ rotation.T + 0.3 * wobble], axis=1)
+
+
+def dataset():
+    if "dsprites-procedural" in datasets.available():
+        return datasets.load("dsprites-procedural"), "dsprites-procedural"
+    return SquaresStandIn(), "stand-in squares (dsprites-procedural not registered)"
+
+
+def encoder_throughput(model, device, batch_size=1024, batches=8) -> float:
+    x = torch.randint(0, 2, (batch_size, 1, 64, 64), dtype=torch.uint8, device=device)
+    model.eval()
+    with torch.inference_mode():
+        model.encode(x.float())
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(batches):
+            model.encode(x.float())
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    return batches * batch_size / (time.perf_counter() - start)
+
+
+def report(title, result):
+    print(f"\n{title}  (size={result['size']}, seed={result['seed']})")
+    print(f"{'metric':26s} {'encoding s':>10s} {'arithmetic s':>12s} {'requested':>10s} {'encoded':>8s}")
+    total_enc = total_arith = 0.0
+    for name, entry in result["metrics"].items():
+        s, o = entry["seconds"], entry["observations"]
+        total_enc += s["encoding"]
+        total_arith += s["arithmetic"]
+        print(f"{name:26s} {s['encoding']:10.1f} {s['arithmetic']:12.1f} {o['requested']:10d} {o['encoded']:8d}")
+    print(f"{'total':26s} {total_enc:10.1f} {total_arith:12.1f}")
+    for name, entry in result["metrics"].items():
+        print(f"  {name}: " + ", ".join(f"{k}={v:.4g}" for k, v in entry["values"].items()))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="the quick sample sizes")
+    parser.add_argument("--checkpoint", help="model.pt of a trained 10-dim run (else a fresh model)")
+    parser.add_argument("--metrics", default="all", help="comma-separated names, or all")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--skip-model", action="store_true", help="only the synthetic code")
+    args = parser.parse_args(argv)
+    names = metrics.available() if args.metrics == "all" else args.metrics.split(",")
+    size = "quick" if args.quick else "default"
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    model = VAE(channels=1, latent_dim=10)
+    if args.checkpoint:
+        state = torch.load(args.checkpoint, map_location="cpu")
+        model.load_state_dict(state.get("model", state))
+    model.to(device)
+    print(f"device {device}, torch threads {torch.get_num_threads()}, "
+          f"model: {'checkpoint ' + args.checkpoint if args.checkpoint else 'freshly initialised'}")
+    print(f"encoder throughput: {encoder_throughput(model, device):.0f} images/s (batch 1024, fp32)")
+    report("(b) synthetic code, no encoder", evaluate(FactorVectors(), synthetic_code, names,
+                                                      size=size))
+    if not args.skip_model:
+        data, label = dataset()
+        data.to(device)
+        report(f"(a) 10-dim conv VAE on {label}", evaluate(data, names=names, model=model,
+                                                          size=size, device=device))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""Disentanglement metrics, registered by name, after google-research/disentanglement_lib.
+
+    values = metrics.compute("mig", data, represent, seed=0)            # study default sizes
+    values = metrics.compute("mig", data, represent, size="quick")      # smaller sample sizes
+    values = metrics.compute("mig", data, represent, num_train=500)     # any size overridden
+
+`data` provides `factor_sizes`, `sample_factors(n, random_state)` and
+`observations_from_factors(factors, random_state)`; `represent(observations) -> array (n, D)`.
+Each module in this package registers its metrics with `@register`. Parameters are named as in
+the reference's gin files, result keys as the reference's keys (../shared/METRICS.md).
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+from dataclasses import dataclass
+
+from .utils import Codes
+
+SIZES = ("default", "quick")
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    fn: object          # fn(codes, seed, **params) -> dict of floats
+    default: dict       # disentanglement_lib's study defaults
+    quick: dict         # the smaller sample sizes that replace some of them for "quick"
+
+    def params(self, size: str = "default", **overrides) -> dict:
+        """The parameters used for `size` with `overrides`; bad names or values raise ValueError."""
+        if size not in SIZES:
+            raise ValueError(f"unknown size {size!r}; valid sizes: {', '.join(SIZES)}")
+        unknown = set(overrides) - set(self.default)
+        if unknown:
+            raise ValueError(f"metric {self.name!r} has no parameter {', '.join(sorted(unknown))}; "
+                             f"valid parameters: {', '.join(sorted(self.default))}")
+        params = {**self.default, **(self.quick if size == "quick" else {}), **overrides}
+        for key, value in params.items():
+            if (key.startswith("num_") or key == "batch_size") and not (
+                    isinstance(value, int) and value >= 2):
+                raise ValueError(f"metric {self.name!r}: {key} must be an integer of at least 2, "
+                                 f"got {value!r}")
+        return params
+
+
+_METRICS: dict[str, Metric] = {}
+
+
+def register(name: str, default: dict, quick: dict):
+    """Register `fn(codes, seed, **params) -> dict` under `name` with its default parameters."""
+    def wrap(fn):
+        if name in _METRICS:
+            raise ValueError(f"metric {name!r} registered twice")
+        missing = set(inspect.signature(fn).parameters) - {"codes", "seed"} - set(default)
+        if missing or set(quick) - set(default):
+            raise ValueError(f"metric {name!r}: defaults do not match the function's parameters")
+        _METRICS[name] = Metric(name, fn, dict(default), dict(quick))
+        return fn
+    return wrap
+
+
+def available() -> list[str]:
+    """Names of all registered metrics."""
+    _import_all()
+    return sorted(_METRICS)
+
+
+def get(name: str) -> Metric:
+    _import_all()
+    if name not in _METRICS:
+        raise ValueError(f"unknown metric {name!r}; valid metrics: {', '.join(sorted(_METRICS))}")
+    return _METRICS[name]
+
+
+def compute(name: str, data, represent, seed: int = 0, size: str = "default",
+            codes: Codes | None = None, **params) -> dict:
+    """Values of metric `name` (the reference's keys) for `represent` on `data`.
+
+    `codes` lets several metrics share one table of encoded observations (see `utils.Codes`).
+    """
+    metric = get(name)
+    params = metric.params(size, **params)
+    if codes is None:
+        codes = Codes(data, represent)
+    elif codes.data is not data or codes.represent is not represent:
+        raise ValueError("codes were built for another dataset or representation")
+    return metric.fn(codes, seed, **params)
+
+
+def _import_all():
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")
+
+
+__all__ = ["Codes", "Metric", "SIZES", "available", "compute", "get", "register"]

@@ -1,0 +1,119 @@
+"""Machinery shared by the metrics, after disentanglement_lib's `evaluation/metrics/utils.py`.
+
+Sampling follows the reference exactly: one `numpy.random.RandomState(seed)` per metric, factors
+drawn in chunks of `batch_size` by `data.sample_factors(n, random_state)`. Codes come from a
+`Codes` table that encodes each distinct factor row once, in large chunks, whatever order and
+multiplicity the metric asks for them in. This assumes what all our datasets (and the reference's
+noise-free ones) satisfy: an observation is a function of its factors and draws no randomness, so
+drawing every factor first and encoding afterwards gives the reference's sample.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from sklearn.metrics import mutual_info_score
+
+
+class Codes:
+    """Representation of `data`'s observations, looked up by factor row and encoded once per row.
+
+    `represent(observations) -> array (n, D)` is called on chunks of at most `chunk_size` distinct
+    rows in grid order. `seconds` (time spent building observations and encoding), `requested`
+    (rows asked for) and `encoded` (distinct rows encoded) accumulate over the table's life, so
+    metrics that share a table share their codes.
+    """
+
+    def __init__(self, data, represent, chunk_size: int = 4096):
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+        self.data = data
+        self.represent = represent
+        self.chunk_size = chunk_size
+        self.factor_sizes = tuple(int(k) for k in data.factor_sizes)
+        self._keys = np.zeros(0, dtype=np.int64)       # sorted flat indices of encoded rows
+        self._values = None                             # codes of those rows, same order
+        self.seconds = 0.0
+        self.requested = 0
+        self.encoded = 0
+
+    def __call__(self, factors) -> np.ndarray:
+        """Codes (n, D) of the factor rows `factors` (n, F)."""
+        keys = np.ravel_multi_index(np.asarray(factors).T, self.factor_sizes)
+        unique, inverse = np.unique(keys, return_inverse=True)
+        self._encode_missing(unique)
+        self.requested += len(keys)
+        return self._values[np.searchsorted(self._keys, unique)[inverse]]
+
+    def _encode_missing(self, unique: np.ndarray) -> None:
+        pos = np.searchsorted(self._keys, unique)
+        known = pos < len(self._keys)
+        known[known] = self._keys[pos[known]] == unique[known]
+        missing = unique[~known]
+        if len(missing) == 0:
+            return
+        start = time.perf_counter()
+        # Observations are a function of the factors; this state only fills the protocol's slot.
+        random_state = np.random.RandomState(0)
+        chunks = []
+        for i in range(0, len(missing), self.chunk_size):
+            factors = np.stack(np.unravel_index(missing[i:i + self.chunk_size], self.factor_sizes), 1)
+            observations = self.data.observations_from_factors(factors, random_state)
+            chunks.append(np.asarray(self.represent(observations)))
+        new = np.concatenate(chunks)
+        if new.ndim != 2 or len(new) != len(missing):
+            raise ValueError(f"represent() must return an array (n, D) for n observations; "
+                             f"got shape {new.shape} for {len(missing)} observations")
+        self.seconds += time.perf_counter() - start
+        self.encoded += len(missing)
+        keys = np.concatenate([self._keys, missing])
+        values = new if self._values is None else np.concatenate([self._values, new])
+        order = np.argsort(keys, kind="stable")
+        self._keys, self._values = keys[order], values[order]
+
+
+def sample_factors(data, num_points: int, random_state, batch_size: int) -> np.ndarray:
+    """`num_points` factor rows (n, F) drawn in chunks of `batch_size`, as dlib's
+    `generate_batch_factor_code` draws them."""
+    chunks = [data.sample_factors(min(num_points - i, batch_size), random_state)
+              for i in range(0, num_points, batch_size)]
+    return np.concatenate(chunks)
+
+
+def factor_codes(codes: Codes, num_points: int, random_state, batch_size: int):
+    """dlib's `generate_batch_factor_code`: (mus (D, n), ys (F, n)) in dlib's orientation."""
+    factors = sample_factors(codes.data, num_points, random_state, batch_size)
+    return codes(factors).T, factors.T
+
+
+def histogram_discretize(target: np.ndarray, num_bins: int = 20) -> np.ndarray:
+    """Per row: `np.digitize` into `num_bins` equal-width bins over the row's own range (ids
+    1..num_bins, input dtype kept), as dlib's `_histogram_discretize`."""
+    discretized = np.zeros_like(target)
+    for i in range(target.shape[0]):
+        edges = np.histogram(target[i, :], num_bins)[1]
+        discretized[i, :] = np.digitize(target[i, :], edges[:-1])
+    return discretized
+
+
+def discrete_mutual_info(mus: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """m[i, j] = plug-in mutual information (nats) of discrete rows mus[i] and ys[j]."""
+    m = np.zeros([mus.shape[0], ys.shape[0]])
+    for i in range(mus.shape[0]):
+        for j in range(ys.shape[0]):
+            m[i, j] = mutual_info_score(ys[j, :], mus[i, :])
+    return m
+
+
+def discrete_entropy(ys: np.ndarray) -> np.ndarray:
+    """Plug-in entropy (nats) of each discrete row of ys."""
+    return np.array([mutual_info_score(ys[j, :], ys[j, :]) for j in range(ys.shape[0])])
+
+
+def normalize_data(data: np.ndarray, mean=None, stddev=None):
+    """Standardise rows (ddof 0) with the given or the data's own mean and std."""
+    if mean is None:
+        mean = np.mean(data, axis=1)
+    if stddev is None:
+        stddev = np.std(data, axis=1)
+    return (data - mean[:, np.newaxis]) / stddev[:, np.newaxis], mean, stddev

@@ -1,0 +1,85 @@
+"""bench/evaluate.py: the model's representation, reconstruction on hand-built values, the
+evaluation record and metrics.json."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from bench.data.base import GroundTruthData
+from bench.evaluate import evaluate, make_representation, reconstruction, write_metrics
+from bench.nets import VAE
+
+
+def tiny_data(sizes=(2, 3, 4)):
+    n = math.prod(sizes)
+    images = torch.from_numpy(np.random.RandomState(0).randint(0, 2, (n, 1, 64, 64))
+                              .astype(np.uint8))
+    return GroundTruthData("tiny", [f"f{i}" for i in range(len(sizes))], sizes, images, pixel_max=1)
+
+
+class HandBuilt(nn.Module):
+    """Encoder: mu = (1, 2), logvar = (0, log 4) for every image; decoder: logits 0."""
+
+    def __init__(self):
+        super().__init__()
+        self.anchor = nn.Parameter(torch.zeros(()))
+
+    def encode(self, x):
+        n = len(x)
+        return torch.tensor([1.0, 2.0]).expand(n, 2), torch.tensor([0.0, math.log(4)]).expand(n, 2)
+
+    def decode(self, z):
+        return torch.zeros(len(z), 1, 64, 64)
+
+
+def test_reconstruction_on_hand_built_values():
+    values = reconstruction(HandBuilt(), tiny_data(), num_images=50, batch_size=16)
+    kl = 0.5 * (1 + 1 - 0 - 1) + 0.5 * (4 + 4 - math.log(4) - 1)   # per dim, summed
+    rec = 64 * 64 * math.log(2)       # BCE of logit 0 is log 2 for any pixel, summed
+    assert values["kl"] == pytest.approx(kl, rel=1e-6)
+    assert values["reconstruction_loss"] == pytest.approx(rec, rel=1e-6)
+    assert values["negative_elbo"] == pytest.approx(rec + kl, rel=1e-6)
+
+
+def test_make_representation_is_the_posterior_mean_in_batches():
+    torch.manual_seed(0)
+    model, data = VAE(1, 4), tiny_data()
+    images = data.images_from_factors(data.sample_factors(24, np.random.RandomState(1)))
+    codes = make_representation(model, data, batch_size=5)(images)
+    with torch.no_grad():
+        expected = model.encode(data.to_float(images))[0].numpy()
+    assert codes.shape == (24, 4) and codes.dtype == np.float32
+    np.testing.assert_allclose(codes, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_evaluate_records_values_sizes_and_seconds(tmp_path):
+    torch.manual_seed(0)
+    data = tiny_data()
+    result = evaluate(data, model=VAE(1, 3), names=["mig", "sap-continuous", "reconstruction"],
+                      seed=3, size="quick")
+    assert result["seed"] == 3 and result["size"] == "quick"
+    mig = result["metrics"]["mig"]
+    assert set(mig["values"]) == {"discrete_mig"}
+    assert mig["params"] == {"num_train": 2000, "batch_size": 16, "num_bins": 20}
+    assert mig["observations"]["requested"] == 2000
+    assert mig["observations"]["encoded"] == len(data)       # every grid image, once
+    assert result["metrics"]["sap-continuous"]["observations"]["encoded"] == 0   # same sample
+    assert set(result["metrics"]["reconstruction"]["values"]) == {
+        "reconstruction_loss", "kl", "negative_elbo"}
+    assert all(v["seconds"]["encoding"] >= 0 and v["seconds"]["arithmetic"] >= 0
+               for v in result["metrics"].values())
+    assert result["encoding"]["images"] == len(data)
+    assert "scikit-learn" in result["versions"]
+    path = write_metrics(tmp_path / "run", result)
+    assert json.loads(path.read_text())["metrics"]["mig"]["values"] == mig["values"]
+
+
+def test_evaluate_refuses_unknown_names_and_reconstruction_without_a_model():
+    data = tiny_data()
+    with pytest.raises(ValueError, match="unknown metric 'nope'; valid metrics: beta-vae.*reconstruction"):
+        evaluate(data, lambda x: x, names=["nope"])
+    with pytest.raises(ValueError, match="a model is needed"):
+        evaluate(data, lambda x: x, names=["reconstruction"])
