@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 import methods
 from bench import data as datasets
+from bench import evaluate as evaluation
 from bench import report
 from bench.spec import RunSpec
 from bench.train import RunConflict, Trainer, pick_device, train
@@ -45,6 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="set a method parameter, e.g. --param beta-vae.beta=8 (repeatable)")
     p.add_argument("--log-every", type=int, default=25, help="history row every N steps (default 25)")
     p.add_argument("--checkpoint-every", type=int, default=1000)
+    p.add_argument("--metrics", default="auto",
+                   help="metrics evaluated after each run: 'auto' (all on a GPU; on a CPU all "
+                        "but beta-vae, factor-vae and the reference dci), 'all', 'none', or "
+                        "comma-separated names")
+    p.add_argument("--eval-size", default="auto", choices=["auto", "default", "quick"],
+                   help="metric sample sizes: disentanglement_lib's study defaults, or the "
+                        "smaller quick set ('auto': default on a GPU, quick on a CPU)")
+    p.add_argument("--eval-seed", type=int, default=0,
+                   help="seed of the metrics' sampling (default 0, as disentanglement_lib)")
     p.add_argument("--out", default="results", help="results folder (default: results)")
     p.add_argument("--data-dir", default=None,
                    help="folder of dataset files and caches (default: $DISENTBENCH_DATA or ~/.cache/disentbench)")
@@ -57,7 +67,7 @@ def _names(text: str, valid: list[str], everything: list[str], kind: str) -> lis
     unknown = [n for n in names if n not in valid]
     if unknown or not names:
         raise UsageError(f"unknown {kind} {', '.join(map(repr, unknown)) or '(none given)'}; "
-                         f"valid names: {', '.join(valid)}" + (", or 'all'" if kind == "method" else ""))
+                         f"valid names: {', '.join(valid)}" + (", or 'all'" if kind != "dataset" else ""))
     return list(dict.fromkeys(names))
 
 
@@ -90,12 +100,23 @@ def _check_writable(out: Path) -> None:
                          f"choose a writable folder") from None
 
 
+def metric_names(text: str, device) -> list[str]:
+    valid = evaluation.valid_names()
+    if text == "auto":
+        return evaluation.default_names(device)
+    if text == "none":
+        return []
+    return _names(text, valid, valid, "metric")
+
+
 def plan(args) -> list[RunSpec]:
     """Validate the arguments and expand them into run specs (raises UsageError)."""
     for name in ("seeds", "steps", "batch_size", "latent_dim", "log_every", "checkpoint_every"):
         if getattr(args, name) <= 0:
             raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, "
                              f"got {getattr(args, name)}")
+    if args.eval_seed < 0:
+        raise UsageError(f"--eval-seed must be non-negative, got {args.eval_seed}")
     if not args.lr > 0:
         raise UsageError(f"--lr must be positive, got {args.lr}")
     chosen = _names(args.methods, methods.available(), methods.all_methods(), "method")
@@ -125,16 +146,20 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         specs = plan(args)
+        device = pick_device(args.device)
+        names = metric_names(args.metrics, device)
         out = Path(args.out)
         _check_writable(out)
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    device = pick_device(args.device)
+    size = args.eval_size if args.eval_size != "auto" else (
+        "quick" if device.type == "cpu" else "default")
     total_steps = sum(s.steps for s in specs)
     print(f"disentbench: {len(specs)} runs ({len({s.method for s in specs})} methods x "
           f"{len({s.dataset for s in specs})} datasets x {args.seeds} seeds), {args.steps} steps "
           f"each, device {device}, results in {out}/")
+    print(f"metrics ({size} sizes): {', '.join(names) or 'none'}")
     results = []
     with tqdm(total=total_steps, unit="step", desc="training", dynamic_ncols=True) as bar:
         for name in dict.fromkeys(s.dataset for s in specs):
@@ -163,6 +188,14 @@ def main(argv=None) -> int:
                 results.append(result)
                 if result.status == "failed":
                     bar.write(f"run failed: {result.run_dir}: {result.reason}")
+                elif names:
+                    bar.set_postfix_str(f"evaluating {spec.dataset}/{spec.label}/seed{spec.seed}")
+                    try:
+                        evaluation.evaluate_run(result.run_dir, data, names, size=size,
+                                                seed=args.eval_seed, device=device)
+                    except Exception as err:             # keep the grid going; say why
+                        bar.write(f"evaluation failed: {result.run_dir}: "
+                                  f"{type(err).__name__}: {err}")
     _report(results, out)
     files = report.build(out)
     if files:
@@ -178,4 +211,4 @@ def _report(results, out: Path) -> None:
     for r in failed:
         print(f"  failed: {r.run_dir}: {r.reason}")
     print(f"runs: {out / 'runs'}/<dataset>/<method>/seed<k>/ "
-          f"(config.json, history.csv, model.pt, status.json)")
+          f"(config.json, history.csv, model.pt, status.json, metrics.json)")

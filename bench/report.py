@@ -90,11 +90,23 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index()
 
 
+# The one or two numbers of each metric that papers report (every key is in summary.csv).
+HEADLINE_METRICS = (
+    "beta-vae/eval_accuracy", "factor-vae/eval_accuracy", "mig/discrete_mig", "sap/SAP_score",
+    "dci/disentanglement", "dci-fast/disentanglement", "dci-fast/completeness",
+    "dci-fast/informativeness_test", "modularity-explicitness/modularity_score",
+    "modularity-explicitness/explicitness_score_test", "irs/IRS",
+    "unsupervised/gaussian_total_correlation", "reconstruction/reconstruction_loss",
+    "reconstruction/negative_elbo")
+
+
 def headline_columns(summary: pd.DataFrame) -> list[str]:
-    """Metric columns if there are any, else the final loss terms."""
+    """The headline metrics present (plus β̂ where learned), else the final loss terms."""
     names = [c.removesuffix(":mean") for c in summary.columns if c.endswith(":mean")]
-    metric = [n for n in names if "/" in n]
-    return metric or [n for n in names if n in HISTORY_COLUMNS]
+    metric = [n for n in HEADLINE_METRICS if n in names]
+    if metric:
+        return metric + [n for n in ("beta_hat",) if n in names]
+    return [n for n in names if n in HISTORY_COLUMNS]
 
 
 def _mean_std_table(summary: pd.DataFrame, dataset: str) -> pd.DataFrame:

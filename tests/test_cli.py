@@ -1,5 +1,6 @@
 """Command line: validation errors, a small grid end to end, resume."""
 import csv
+import json
 import pytest
 
 from bench.cli import main
@@ -51,7 +52,7 @@ def test_out_that_is_a_file_is_rejected(capsys, tmp_path):
 
 def test_small_grid_end_to_end_and_resume(capsys, tmp_path):
     args = ["--methods", "vae,beta-vae,l-vae", "--datasets", "tiny", "--seeds", "2",
-            "--steps", "10", "--log-every", "5", "--param", "beta-vae.beta=2",
+            "--steps", "10", "--log-every", "5", "--param", "beta-vae.beta=2", "--metrics", "none",
             "--out", str(tmp_path)]
     assert run(*args) == 0
     out = capsys.readouterr().out
@@ -63,3 +64,30 @@ def test_small_grid_end_to_end_and_resume(capsys, tmp_path):
         assert [r["step"] for r in csv.DictReader(f)] == ["5", "10"]
     assert run(*args) == 0
     assert "0 runs trained, 6 already done (skipped)" in capsys.readouterr().out
+
+
+def test_unknown_metric_exits_2_with_valid_names(capsys, tmp_path):
+    assert run("--methods", "vae", "--datasets", "tiny", "--metrics", "mig,nope",
+               "--out", str(tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert "unknown metric 'nope'" in err and "dci-fast" in err and "reconstruction" in err
+
+
+def test_runs_are_evaluated_and_reported(capsys, tmp_path):
+    args = ["--methods", "vae", "--datasets", "tiny", "--steps", "5", "--log-every", "5",
+            "--metrics", "mig,reconstruction", "--eval-size", "quick", "--out", str(tmp_path)]
+    assert run(*args) == 0
+    assert "metrics (quick sizes): mig, reconstruction" in capsys.readouterr().out
+    result = json.loads((tmp_path / "runs/tiny/vae/seed0/metrics.json").read_text())
+    assert result["size"] == "quick" and result["seed"] == 0
+    assert set(result["metrics"]) == {"mig", "reconstruction"}
+    assert 0 <= result["metrics"]["mig"]["values"]["discrete_mig"] <= 1
+    assert result["metrics"]["reconstruction"]["values"]["negative_elbo"] > 0
+    summary = (tmp_path / "tables" / "summary.csv").read_text()
+    assert "mig/discrete_mig:mean" in summary
+    # a second call with one more metric computes only that one
+    assert run(*args[:-6], "--metrics", "mig,irs", "--eval-size", "quick",
+               "--out", str(tmp_path)) == 0
+    again = json.loads((tmp_path / "runs/tiny/vae/seed0/metrics.json").read_text())
+    assert again["metrics"]["mig"] == result["metrics"]["mig"]
+    assert "IRS" in again["metrics"]["irs"]["values"]

@@ -83,3 +83,39 @@ def test_evaluate_refuses_unknown_names_and_reconstruction_without_a_model():
         evaluate(data, lambda x: x, names=["nope"])
     with pytest.raises(ValueError, match="a model is needed"):
         evaluate(data, lambda x: x, names=["reconstruction"])
+
+
+def test_factorless_data_skips_factor_metrics_with_a_note():
+    data = tiny_data((24,))
+    data.has_factors = False
+    model = VAE(1, 3)
+    result = evaluate(data, model=model, names=["mig", "unsupervised"], size="quick")
+    assert result["metrics"]["mig"] == {"skipped": "tiny has no ground-truth factors"}
+    assert "gaussian_total_correlation" in result["metrics"]["unsupervised"]["values"]
+
+
+def test_a_failing_metric_is_recorded_and_the_others_kept():
+    data = tiny_data()
+    with pytest.warns(UserWarning, match="metric mig failed"):
+        result = evaluate(data, represent=lambda x: np.zeros((len(x), 1)),   # 1 dim: MIG needs 2
+                          names=["mig", "irs"], size="quick")
+    assert "error" in result["metrics"]["mig"] and "2" in result["metrics"]["mig"]["error"]
+    assert "IRS" in result["metrics"]["irs"]["values"]
+
+
+def test_evaluate_run_keeps_earlier_values_and_adds_new_ones(tmp_path):
+    from bench.evaluate import evaluate_run
+    from bench.io import write_json
+    from bench.spec import RunSpec
+    data = tiny_data()
+    torch.manual_seed(0)
+    model = VAE(1, 4)
+    write_json(tmp_path / "config.json", {"spec": RunSpec("vae", "tiny", 0, 1,
+                                                          latent_dim=4).to_dict()})
+    torch.save({"model": model.state_dict()}, tmp_path / "model.pt")
+    first = evaluate_run(tmp_path, data, ["mig"], size="quick")
+    second = evaluate_run(tmp_path, data, ["mig", "irs"], size="quick")
+    assert second["metrics"]["mig"] == first["metrics"]["mig"]
+    assert set(json.loads((tmp_path / "metrics.json").read_text())["metrics"]) == {"mig", "irs"}
+    direct = evaluate(data, model=model, names=["mig"], size="quick")
+    assert direct["metrics"]["mig"]["values"] == first["metrics"]["mig"]["values"]
