@@ -1,0 +1,76 @@
+import torch
+
+from . import register
+from .base import Method, kl_normal
+
+
+@register("dynamic-vae")
+class DynamicVAE(Method):
+    """DynamicVAE (Shao et al. 2022, "Rethinking controllable variational autoencoders"):
+    loss = L_R + β(t)·KL, β(t) set by an incremental PI controller on a moving average of the KL.
+
+    Reading of the paper and the authors' dSprites code (2D-sprites/I_PID.py, solver_dynamic.py):
+        KL̄(t) = mean of the batch KL over the last `window` steps (past_T; this step included),
+        e(t)  = C(t) − KL̄(t),
+        Δβ(t) = Kp [σ(e(t)) − σ(e(t−1))] − Ki e(t),   σ(e) = 1 / (1 + exp(e)),  e(−1) = 0,
+        β(t)  = max(W_min, β(t−1) + Δβ(t)),           β(−1) = W_k1 = 50,
+    the incremental (velocity) form of ControlVAE's controller: β rises while the averaged KL
+    exceeds C and falls to the floor W_min while it is below. Anti-windup: the integral increment
+    −Ki e(t) is dropped while β sits at its floor and the increment would push it lower.
+    The set-point is ramped per window (hybrid annealing): C = 0.5 for the first window; from
+    the second window on, it rises linearly by c_step during the first c_ramp_steps iterations
+    of every window of c_period iterations (a staircase of ramps), up to c_max.
+    Differences from the authors' code, which do not change the controller's law: their moving
+    average starts from a queue of zeros (here it averages the KLs seen so far), and they store
+    the unclipped β and freeze the integral whenever it is below W_min in either direction
+    (which can hold β at the floor for good); here β is clipped and freed as soon as KL̄ > C.
+    β(t) is computed from this step's KL before the loss uses it, as in the authors' solver.
+    Defaults (authors' dSprites script run_dynamic.sh, I_PID.py and main.py): W_k1 = 50,
+    W_min = 0.1, Kp = 0.01, Ki = 0.005 (their Ki = −0.005 in Ki·e), window past_T = 5,
+    C from 0.5 by c_step = 0.15 per window of 6000 iterations ramped over 1000, C_max = 20.
+    The controller state lives in buffers: checkpointed, updated on the device without syncs.
+    """
+    params = {"beta_start": 50.0, "beta_min": 0.1, "kp": 0.01, "ki": 0.005, "window": 5,
+              "c_start": 0.5, "c_step": 0.15, "c_period": 6000, "c_ramp_steps": 1000,
+              "c_max": 20.0}
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        if self.hparams["window"] < 1 or self.hparams["c_ramp_steps"] < 1:
+            raise ValueError("dynamic-vae: window and c_ramp_steps must be at least 1")
+        self.register_buffer("beta", torch.tensor(self.hparams["beta_start"]))
+        self.register_buffer("previous_error", torch.zeros(()))
+        self.register_buffer("kl_window", torch.zeros(self.hparams["window"]))
+        self.register_buffer("setpoint", torch.tensor(self.hparams["c_start"]))
+
+    def setpoint_at(self, step: int) -> float:
+        """C after the ramps of iterations 1..step+1 (ramp iterations: the first c_ramp_steps
+        of every window of c_period iterations, from the second window on)."""
+        h = self.hparams
+        iteration, period, ramp = step + 1, h["c_period"], h["c_ramp_steps"]
+        ramped = 0
+        if iteration >= period:
+            ramped = (iteration // period - 1) * ramp + min(iteration % period + 1, ramp)
+        return min(h["c_max"], h["c_start"] + h["c_step"] * ramped / ramp)
+
+    @torch.no_grad()
+    def update_beta(self, kl: torch.Tensor, setpoint: float, step: int) -> None:
+        h = self.hparams
+        self.kl_window[step % h["window"]] = kl
+        average = self.kl_window.sum() / min(step + 1, h["window"])
+        error = setpoint - average
+        proportional_change = h["kp"] * (torch.sigmoid(-error) - torch.sigmoid(-self.previous_error))
+        integral_change = -h["ki"] * error
+        sinking_at_floor = (self.beta <= h["beta_min"]) & (integral_change < 0)
+        integral_change = torch.where(sinking_at_floor, torch.zeros_like(error), integral_change)
+        self.beta.copy_((self.beta + proportional_change + integral_change).clamp(min=h["beta_min"]))
+        self.previous_error.copy_(error)
+        self.setpoint.fill_(setpoint)
+
+    def loss(self, x, out, step):
+        rec, kl = self.reconstruction(x, out), kl_normal(out.mu, out.logvar)
+        self.update_beta(kl.detach(), self.setpoint_at(step), step)
+        return {"loss": rec + self.beta * kl, "recon": rec, "kl": kl}
+
+    def logged(self):
+        return {"beta": self.beta, "C": self.setpoint}
