@@ -12,10 +12,11 @@ class ControlVAE(Method):
 
     so β rises while the KL exceeds the set-point C and falls to its floor β_min while it is
     below. β(t) is computed from this step's batch KL before the loss uses it, as in the authors'
-    solver. Anti-windup: the integral is not updated on a step where the update would push β below
-    its floor (β saturated and the error driving it further), so β leaves the floor as soon as the
-    KL exceeds C again. (The authors' code instead freezes the integral whenever the previous
-    unclipped β was below 1, which can hold β at the floor.) The set-point starts at C = 0.5 and
+    solver. Anti-windup: the integral term is clamped at −Kp/(1 + exp(e)), the value that puts β
+    exactly on its floor, so while β is saturated the integral stops accumulating the error and β
+    leaves the floor on the first step the KL exceeds C again. (The authors' code instead freezes
+    the integral whenever the previous unclipped β was below 1, in either direction, which can
+    hold β at the floor for good.) The set-point starts at C = 0.5 and
     rises by 0.15 every 5000 iterations up to C_max; at 0-based step t,
     C = min(C_max, 0.5 + 0.15·⌊(t + 1) / 5000⌋).
     Defaults (paper and the authors' dSprites script run_dsprites_pid_c18.sh / P_PID.py):
@@ -40,10 +41,8 @@ class ControlVAE(Method):
         h = self.hparams
         error = setpoint - kl
         proportional = h["kp"] * torch.sigmoid(-error)            # Kp / (1 + exp(e))
-        integral = self.integral - h["ki"] * error
-        sinking_below_floor = (proportional + integral < 0) & (error > 0)
-        self.integral.copy_(torch.where(sinking_below_floor, self.integral, integral))
-        self.beta.copy_((proportional + self.integral + h["beta_min"]).clamp(min=h["beta_min"]))
+        self.integral.copy_(torch.maximum(self.integral - h["ki"] * error, -proportional))
+        self.beta.copy_(proportional + self.integral + h["beta_min"])
         self.setpoint.fill_(setpoint)
 
     def loss(self, x, out, step):

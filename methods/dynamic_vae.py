@@ -15,15 +15,16 @@ class DynamicVAE(Method):
         Δβ(t) = Kp [σ(e(t)) − σ(e(t−1))] − Ki e(t),   σ(e) = 1 / (1 + exp(e)),  e(−1) = 0,
         β(t)  = max(W_min, β(t−1) + Δβ(t)),           β(−1) = W_k1 = 50,
     the incremental (velocity) form of ControlVAE's controller: β rises while the averaged KL
-    exceeds C and falls to the floor W_min while it is below. Anti-windup: the integral increment
-    −Ki e(t) is dropped while β sits at its floor and the increment would push it lower.
+    exceeds C and falls to the floor W_min while it is below. In this form β itself is the
+    integrator's state, and it is stored clipped: that is the anti-windup (while β sits at W_min
+    the error no longer accumulates, and β leaves the floor as soon as KL̄ exceeds C).
     The set-point is ramped per window (hybrid annealing): C = 0.5 for the first window; from
     the second window on, it rises linearly by c_step during the first c_ramp_steps iterations
     of every window of c_period iterations (a staircase of ramps), up to c_max.
     Differences from the authors' code, which do not change the controller's law: their moving
     average starts from a queue of zeros (here it averages the KLs seen so far), and they store
-    the unclipped β and freeze the integral whenever it is below W_min in either direction
-    (which can hold β at the floor for good); here β is clipped and freed as soon as KL̄ > C.
+    the unclipped β and freeze the integral increment whenever it is below W_min, in either
+    direction (which can hold β at the floor for good).
     β(t) is computed from this step's KL before the loss uses it, as in the authors' solver.
     Defaults (authors' dSprites script run_dynamic.sh, I_PID.py and main.py): W_k1 = 50,
     W_min = 0.1, Kp = 0.01, Ki = 0.005 (their Ki = −0.005 in Ki·e), window past_T = 5,
@@ -61,8 +62,6 @@ class DynamicVAE(Method):
         error = setpoint - average
         proportional_change = h["kp"] * (torch.sigmoid(-error) - torch.sigmoid(-self.previous_error))
         integral_change = -h["ki"] * error
-        sinking_at_floor = (self.beta <= h["beta_min"]) & (integral_change < 0)
-        integral_change = torch.where(sinking_at_floor, torch.zeros_like(error), integral_change)
         self.beta.copy_((self.beta + proportional_change + integral_change).clamp(min=h["beta_min"]))
         self.previous_error.copy_(error)
         self.setpoint.fill_(setpoint)
