@@ -27,11 +27,9 @@ def importance_weights(batch_size: int, dataset_size: int, stratified: bool,
     if m < 1 or n < m:
         raise ValueError(f"stratified sampling needs a batch of at least 2 and dataset_size "
                          f">= batch_size - 1 (got batch {b}, dataset {n})")
-    weights = torch.full((b, b), 1.0 / m, device=device)
-    rows = torch.arange(b, device=device)
-    weights[rows, (rows + 1) % b] = (n - m) / (n * m)
-    weights[rows, rows] = 1.0 / n
-    return weights
+    own = torch.eye(b, dtype=torch.bool, device=device)
+    stratum = own.roll(1, dims=1)                          # (i, i + 1 mod B)
+    return torch.where(own, 1.0 / n, torch.where(stratum, (n - m) / (n * m), 1.0 / m))
 
 
 @register("beta-tcvae")

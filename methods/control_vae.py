@@ -15,12 +15,14 @@ class ControlVAE(Method):
     solver. Anti-windup: the integral term is clamped at −Kp/(1 + exp(e)), the value that puts β
     exactly on its floor, so while β is saturated the integral stops accumulating the error and β
     leaves the floor on the first step the KL exceeds C again. (The authors' code instead freezes
-    the integral whenever the previous unclipped β was below 1, in either direction, which can
-    hold β at the floor for good.) The set-point starts at C = 0.5 and
-    rises by 0.15 every 5000 iterations up to C_max; at 0-based step t,
+    the integral whenever the previous unclipped β was below 1, in either direction; one large
+    step below the floor then holds β there for good.) The set-point starts at 0.5 and rises by
+    0.15 every 5000 iterations up to C_max: at 0-based step t,
     C = min(C_max, 0.5 + 0.15·⌊(t + 1) / 5000⌋).
-    Defaults (paper and the authors' dSprites script run_dsprites_pid_c18.sh / P_PID.py):
-    Kp = 0.01, Ki = 0.001, β_min = 1, C_max = 18, C from 0.5 by 0.15 every 5000 steps.
+    Defaults from the paper's dSprites setting and the authors' code (Disentangling/
+    solver_light.py: Kp = 0.01, Ki = 0.001 (written there as Ki = −0.001 in I + Ki·e), C = 0.5
+    stepped every 5000 iterations; P_PID.py: β_min = 1; run_dsprites_pid_c18.sh: steps of 0.15,
+    C_max = 18).
     The controller state (β, integral, C) lives in buffers: checkpointed, updated on the device.
     """
     params = {"c_max": 18.0, "kp": 0.01, "ki": 0.001, "beta_min": 1.0,

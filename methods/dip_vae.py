@@ -35,7 +35,8 @@ class DIPVAEI(Method):
     def loss(self, x, out, step):
         rec, kl = self.reconstruction(x, out), kl_normal(out.mu, out.logvar)
         lambda_od = self.hparams["lambda_od"]
-        dip = dip_penalty(self.covariance(out), lambda_od, self.hparams["lambda_d_factor"] * lambda_od)
+        lambda_d = self.hparams["lambda_d_factor"] * lambda_od
+        dip = dip_penalty(self.covariance(out), lambda_od, lambda_d)
         return {"loss": rec + kl + dip, "recon": rec, "kl": kl, "dip": dip}
 
 

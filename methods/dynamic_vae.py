@@ -6,10 +6,12 @@ from .base import Method, kl_normal
 
 @register("dynamic-vae")
 class DynamicVAE(Method):
-    """DynamicVAE (Shao et al. 2022, "Rethinking controllable variational autoencoders"):
-    loss = L_R + β(t)·KL, β(t) set by an incremental PI controller on a moving average of the KL.
+    """DynamicVAE (Shao et al. 2022, "Rethinking controllable variational autoencoders"; arXiv
+    2009.06795 "DynamicVAE"): loss = L_R + β(t)·KL, with β(t) set by an incremental PI controller
+    on a moving average of the KL, against a set-point raised by hybrid annealing (steps + ramps).
 
-    Reading of the paper and the authors' dSprites code (2D-sprites/I_PID.py, solver_dynamic.py):
+    The paper names these three parts; the exact forms here follow the authors' dSprites code
+    (2D-sprites/I_PID.py, solver_dynamic.py, main.py, run_dynamic.sh):
         KL̄(t) = mean of the batch KL over the last `window` steps (past_T; this step included),
         e(t)  = C(t) − KL̄(t),
         Δβ(t) = Kp [σ(e(t)) − σ(e(t−1))] − Ki e(t),   σ(e) = 1 / (1 + exp(e)),  e(−1) = 0,
@@ -18,17 +20,18 @@ class DynamicVAE(Method):
     exceeds C and falls to the floor W_min while it is below. In this form β itself is the
     integrator's state, and it is stored clipped: that is the anti-windup (while β sits at W_min
     the error no longer accumulates, and β leaves the floor as soon as KL̄ exceeds C).
-    The set-point is ramped per window (hybrid annealing): C = 0.5 for the first window; from
-    the second window on, it rises linearly by c_step during the first c_ramp_steps iterations
-    of every window of c_period iterations (a staircase of ramps), up to c_max.
-    Differences from the authors' code, which do not change the controller's law: their moving
-    average starts from a queue of zeros (here it averages the KLs seen so far), and they store
-    the unclipped β and freeze the integral increment whenever it is below W_min, in either
-    direction (which can hold β at the floor for good).
+    Set-point: C = 0.5 for the first window of c_period iterations; from the second window on it
+    rises linearly by c_step over the first c_ramp_steps iterations of every window (a staircase
+    of ramps), up to c_max.
     β(t) is computed from this step's KL before the loss uses it, as in the authors' solver.
-    Defaults (authors' dSprites script run_dynamic.sh, I_PID.py and main.py): W_k1 = 50,
-    W_min = 0.1, Kp = 0.01, Ki = 0.005 (their Ki = −0.005 in Ki·e), window past_T = 5,
-    C from 0.5 by c_step = 0.15 per window of 6000 iterations ramped over 1000, C_max = 20.
+    Two deliberate differences from the authors' code: their moving average starts from a queue
+    of zeros (here it averages the KLs seen so far), and they store the unclipped β and drop the
+    integral increment whenever that is below W_min, in either direction (one large step below
+    the floor then holds β there for good).
+    Defaults from that code: W_k1 = 50 and W_min = 0.1 (I_PID.py); Kp = 0.01 (main.py);
+    Ki = 0.005 (written there as Ki = −0.005 in β + Ki·e; run_dynamic.sh), window past_T = 5,
+    c_step = 0.15 and C_max = 20 (run_dynamic.sh, dSprites); C from 0.5 in windows of 6000
+    iterations (solver_dynamic.py), ramped over 1000 (main.py).
     The controller state lives in buffers: checkpointed, updated on the device without syncs.
     """
     params = {"beta_start": 50.0, "beta_min": 0.1, "kp": 0.01, "ki": 0.005, "window": 5,
@@ -60,9 +63,11 @@ class DynamicVAE(Method):
         self.kl_window[step % h["window"]] = kl
         average = self.kl_window.sum() / min(step + 1, h["window"])
         error = setpoint - average
-        proportional_change = h["kp"] * (torch.sigmoid(-error) - torch.sigmoid(-self.previous_error))
+        proportional_change = h["kp"] * (torch.sigmoid(-error)
+                                         - torch.sigmoid(-self.previous_error))
         integral_change = -h["ki"] * error
-        self.beta.copy_((self.beta + proportional_change + integral_change).clamp(min=h["beta_min"]))
+        beta = self.beta + proportional_change + integral_change
+        self.beta.copy_(beta.clamp(min=h["beta_min"]))
         self.previous_error.copy_(error)
         self.setpoint.fill_(setpoint)
 

@@ -16,7 +16,7 @@ def softclip(value: torch.Tensor, minimum: float) -> torch.Tensor:
 
 
 def gaussian_nll(x: torch.Tensor, mean: torch.Tensor, log_sigma: torch.Tensor) -> torch.Tensor:
-    """−log N(x; mean, σ²) summed over pixels (with the log σ and ½ log 2π terms), mean over batch."""
+    """−log N(x; mean, σ²) summed over pixels (log σ and ½ log 2π terms included), batch mean."""
     per_pixel = (0.5 * ((x - mean) * torch.exp(-log_sigma)).pow(2) + log_sigma
                  + 0.5 * math.log(2 * math.pi))
     return per_pixel.sum() / x.shape[0]

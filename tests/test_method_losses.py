@@ -143,11 +143,13 @@ def test_stratified_importance_weights_by_hand():
 
 
 def test_weighted_sampling_weights_are_one_over_n_m():
-    assert importance_weights(4, 10, stratified=False).numpy() == pytest.approx(np.full((4, 4), 1 / 40))
+    weights = importance_weights(4, 10, stratified=False)
+    assert weights.numpy() == pytest.approx(np.full((4, 4), 1 / 40))
 
 
 def normal_density(z, mu, logvar):
-    return math.exp(-0.5 * (z - mu) ** 2 / math.exp(logvar)) / math.sqrt(2 * math.pi * math.exp(logvar))
+    var = math.exp(logvar)
+    return math.exp(-0.5 * (z - mu) ** 2 / var) / math.sqrt(2 * math.pi * var)
 
 
 def tc_decomposition_by_hand(weights):
@@ -218,7 +220,8 @@ def test_dip_vae_i_penalises_the_known_covariance():
     terms = methods.create("dip-vae-i").loss(x_dip, dip_out(), 0)      # λ_od 10, λ_d 100
     assert terms["dip"].item() == pytest.approx(10 * 2 + 100 * 8, rel=1e-6)
     assert terms["loss"].item() == pytest.approx(dip_base_loss() + 820, rel=1e-6)
-    terms = methods.create("dip-vae-i", lambda_od=2.0, lambda_d_factor=3.0).loss(x_dip, dip_out(), 0)
+    method = methods.create("dip-vae-i", lambda_od=2.0, lambda_d_factor=3.0)
+    terms = method.loss(x_dip, dip_out(), 0)
     assert terms["dip"].item() == pytest.approx(2 * 2 + 6 * 8, rel=1e-6)
 
 
