@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import methods
-from bench.cli import build_parser, plan
+from bench.cli import build_parser, main, plan
 from bench.spec import RunSpec
 from bench.train import train
 from methods.l_vae_noreg import LVAENoReg
@@ -126,7 +126,16 @@ def test_cli_all_expands_to_the_paper_set_and_sets_new_parameters():
 
 
 def test_cli_rejects_an_unknown_parameter_of_a_new_method(capsys, tmp_path):
-    from bench.cli import main
     assert main(["--methods", "dip-vae-i", "--datasets", "tiny", "--out", str(tmp_path),
                  "--param", "dip-vae-i.lambda=3"]) == 2
     assert "valid parameters: lambda_d_factor, lambda_od" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cli_trains_every_method_and_variant_for_200_steps(capsys, tmp_path):
+    """The issue's end-to-end check (`--methods all --seeds 1 --steps 200`), plus the variants."""
+    names = ",".join(methods.available())
+    assert main(["--methods", names, "--datasets", "tiny", "--steps", "200",
+                 "--out", str(tmp_path)]) == 0
+    n = len(methods.available())
+    assert f"{n} runs trained, 0 already done (skipped), 0 failed" in capsys.readouterr().out
