@@ -8,7 +8,8 @@ from .base import Method, kl_normal
 
 
 def discriminator(latent_dim: int) -> nn.Sequential:
-    """Kim & Mnih (2018, Appendix): MLP, 6 hidden layers of 1000 units, LeakyReLU 0.2, 2 logits."""
+    """Kim & Mnih (2018) and disentanglement_lib: MLP, 6 hidden layers of 1000 units, LeakyReLU
+    0.2, 2 logits."""
     layers, width = [], latent_dim
     for _ in range(6):
         layers += [nn.Linear(width, 1000), nn.LeakyReLU(0.2)]

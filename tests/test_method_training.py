@@ -65,6 +65,13 @@ def test_methods_log_their_own_values(short_runs, method, columns):
     assert columns | {"loss", "recon", "kl"} <= set(short_runs(method)[0])
 
 
+def test_sigmas_created_by_the_method_are_trained_with_the_network(short_runs):
+    """σ-VAE's log σ and L-VAE-perdim's σ (created at bind) reach the harness's Adam."""
+    assert short_runs("sigma-vae")[-1]["sigma"] < 1.0
+    last = short_runs("l-vae-perdim")[-1]
+    assert last["sigma0"] > 1.0 and all(last[f"sigma1_{j}"] != 1.0 for j in range(10))
+
+
 def resumed_equals_straight(tmp_path, data, method):
     """4 steps in one go, and 2 + 2 across a checkpoint: the histories must be identical."""
     def spec(steps):
