@@ -26,7 +26,7 @@ def permute_dims(z: torch.Tensor) -> torch.Tensor:
 
 @register("factor-vae")
 class FactorVAE(Method):
-    """FactorVAE (Kim & Mnih 2018, Eq. 2 and Algorithm 1): loss = L_R + KL + γ·TC(z).
+    """FactorVAE (Kim & Mnih 2018, its objective and Algorithm 1): loss = L_R + KL + γ·TC(z).
 
     TC(z) = KL(q(z) || ∏_j q(z_j)) is estimated by the density-ratio trick with a discriminator D
     (class 0: a code z ~ q(z); class 1: a permuted code): TC ≈ E[log D(z) / (1 − D(z))], the mean
