@@ -74,11 +74,13 @@ class Trainer:
         self.model = VAE(data.num_channels, spec.latent_dim).to(device)
         self.method = methods.create(spec.method, **dict(spec.params)).to(device)
         self.generator = torch.Generator(device=data.device).manual_seed(spec.seed)
-        self.optimizer = torch.optim.Adam(
-            list(self.model.parameters()) + self.method.optimised_with_model(), lr=spec.lr)
+        # bind before the optimiser: a method may create parameters that depend on the run
+        # (FactorVAE's discriminator, L-VAE-perdim's per-dimension σ need the latent size)
         self.method.bind(TrainContext(model=self.model, latent_dim=spec.latent_dim,
                                       dataset_size=len(data), steps=spec.steps,
                                       sample_batch=self.sample_batch, device=device))
+        self.optimizer = torch.optim.Adam(
+            list(self.model.parameters()) + self.method.optimised_with_model(), lr=spec.lr)
         self.nonfinite = torch.zeros((), dtype=torch.bool, device=device)
         self.done_steps = 0
 

@@ -52,7 +52,7 @@ class Method(nn.Module):
 
     Subclasses set `params` (tunable parameter -> default) and implement `loss`. Learnable
     parameters of the method are trained with the network by the harness's optimiser, unless
-    `own_optimiser_parameters` says otherwise (e.g. FactorVAE's discriminator).
+    `optimised_with_model` says otherwise (e.g. FactorVAE's discriminator).
     """
     name: ClassVar[str] = ""
     params: ClassVar[dict] = {}
@@ -70,7 +70,11 @@ class Method(nn.Module):
         self.context: TrainContext | None = None
 
     def bind(self, context: TrainContext) -> None:
-        """Called once by the harness before training."""
+        """Called once by the harness before it builds the optimiser and loads a checkpoint.
+
+        Parameters that depend on the run (e.g. on `context.latent_dim`) are created here, on
+        `context.device`.
+        """
         self.context = context
 
     def reconstruction(self, x, out: Output) -> torch.Tensor:
