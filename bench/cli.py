@@ -16,7 +16,7 @@ from bench import data as datasets
 from bench import evaluate as evaluation
 from bench import report
 from bench.spec import RunSpec
-from bench.train import RunConflict, Trainer, pick_device, train
+from bench.train import RunConflict, Trainer, is_finished, pick_device, train
 
 DEFAULT_DATASET = "dsprites-procedural"
 # Chosen so that the README's first command (10 methods x 10 seeds) trains within its
@@ -128,18 +128,27 @@ def plan(args) -> list[RunSpec]:
             for d in data_names for m in chosen for s in range(args.seeds)]
 
 
-def _probe_images_per_s(spec: RunSpec, data, device) -> float:
-    """Time a few training steps of the first run to estimate the grid's duration."""
+def _probe_seconds_per_step(spec: RunSpec, data, device, steps: int = 2) -> float:
+    """Time a few training steps of `spec` (after one warm-up step) to estimate its duration."""
     trainer = Trainer(spec, data, device)
     trainer.step()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    start, n = time.perf_counter(), 3
-    for _ in range(n):
+    start = time.perf_counter()
+    for _ in range(steps):
         trainer.step()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return n * spec.batch_size / (time.perf_counter() - start)
+    return (time.perf_counter() - start) / steps
+
+
+def _eta_seconds(specs: list[RunSpec], data, device) -> float:
+    """Training time of `specs` (one dataset) from a short probe of each distinct method."""
+    per_step = {}
+    for spec in specs:
+        if spec.label not in per_step:
+            per_step[spec.label] = _probe_seconds_per_step(spec, data, device)
+    return sum(per_step[s.label] * s.steps for s in specs)
 
 
 def main(argv=None) -> int:
@@ -170,11 +179,11 @@ def main(argv=None) -> int:
                 print(f"error: {err}", file=sys.stderr)
                 return 2
             todo = [s for s in specs if s.dataset == name]
-            if not results:
-                rate = _probe_images_per_s(todo[0], data, device)
-                eta = total_steps * args.batch_size / rate
-                bar.write(f"measured {rate:,.0f} images/s on {device}: "
-                          f"ETA {eta / 60:.1f} min for training")
+            unfinished = [s for s in todo if not is_finished(s, out)]
+            if unfinished:
+                eta = _eta_seconds(unfinished, data, device)
+                bar.write(f"{name}: {len(unfinished)} runs to train, ETA {eta / 60:.1f} min "
+                          f"on {device} (measured per method; evaluation comes on top)")
             for spec in todo:
                 bar.set_postfix_str(f"{spec.dataset}/{spec.label}/seed{spec.seed}")
                 start = bar.n

@@ -52,6 +52,12 @@ def read_status(run_dir) -> dict:
         return {}
 
 
+def is_finished(spec: RunSpec, out) -> bool:
+    """True if `spec`'s folder under `out` holds a run trained to at least `spec.steps`."""
+    status = read_status(spec.run_dir(out))
+    return status.get("status") == "done" and status.get("step", 0) >= spec.steps
+
+
 def check_resumable(spec: RunSpec, run_dir: Path) -> None:
     """Raise RunConflict if `run_dir` holds a run that is not `spec` (more steps are allowed)."""
     try:
@@ -164,10 +170,9 @@ def train(spec: RunSpec, out, data=None, device=None, progress=None) -> RunResul
     folder holds a different run.
     """
     run_dir = spec.run_dir(out)
-    status = read_status(run_dir)
     check_resumable(spec, run_dir)
-    if status.get("status") == "done" and status.get("step", 0) >= spec.steps:
-        return RunResult(spec, run_dir, "skipped", status["step"], seconds=0.0)
+    if is_finished(spec, out):
+        return RunResult(spec, run_dir, "skipped", read_status(run_dir)["step"])
     device = pick_device(device)
     started = time.perf_counter()
     trainer = None
