@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import argparse
-import os
+import statistics
 import sys
 import tempfile
 import time
@@ -128,18 +128,20 @@ def plan(args) -> list[RunSpec]:
             for d in data_names for m in chosen for s in range(args.seeds)]
 
 
-def _probe_seconds_per_step(spec: RunSpec, data, device, steps: int = 2) -> float:
-    """Time a few training steps of `spec` (after one warm-up step) to estimate its duration."""
+def _probe_seconds_per_step(spec: RunSpec, data, device, steps: int = 3) -> float:
+    """Median time of a few training steps of `spec` (after a warm-up step)."""
     trainer = Trainer(spec, data, device)
     trainer.step()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
+    times = []
     for _ in range(steps):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
         trainer.step()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return (time.perf_counter() - start) / steps
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def _eta_seconds(specs: list[RunSpec], data, device) -> float:
