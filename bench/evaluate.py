@@ -25,7 +25,7 @@ import metrics
 from bench.io import read_json, write_json
 from bench.nets import VAE
 from bench.spec import RunSpec
-from methods.base import bernoulli_reconstruction, kl_normal
+from methods.base import bernoulli_reconstruction, gaussian_reconstruction, kl_normal
 
 RECONSTRUCTION = "reconstruction"
 # Metrics that need no ground-truth factors (they run on CelebA too).
@@ -54,27 +54,38 @@ def make_representation(model: torch.nn.Module, data, device=None, batch_size: i
 
 
 def reconstruction(model: torch.nn.Module, data, seed: int = 0, num_images: int = 10000,
-                   batch_size: int = 1024, device=None) -> dict:
-    """Bernoulli reconstruction loss (BCE with logits summed over pixels) of one posterior sample
-    per image, KL to N(0, I) (summed over latent dims) and their sum, the negative ELBO; each
-    averaged over `num_images` images drawn uniformly with RandomState(seed)."""
+                   batch_size: int = 1024, device=None, likelihood: str = "bernoulli") -> dict:
+    """Reconstruction loss in the model's likelihood (Bernoulli: BCE with logits; Gaussian: the
+    suite's squared error; both summed over pixels) of one posterior sample per image, KL to
+    N(0, I) (summed over latent dims), their sum (the negative ELBO), and the squared error of
+    the decoder's mean (sigmoid of the logits for Bernoulli), comparable across likelihoods;
+    each averaged over `num_images` images drawn uniformly with RandomState(seed)."""
+    if likelihood not in ("bernoulli", "gaussian"):
+        raise ValueError(f"unknown likelihood {likelihood!r}; valid: bernoulli, gaussian")
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.eval()
     random_state = np.random.RandomState(seed)
     factors = data.sample_factors(num_images, random_state)
     generator = torch.Generator(device=device).manual_seed(seed)
-    rec_sum = kl_sum = 0.0
+    rec_sum = kl_sum = squared_sum = 0.0
     with torch.inference_mode():
         for i in range(0, num_images, batch_size):
             observations = data.observations_from_factors(factors[i:i + batch_size], random_state)
             x = data.to_float(observations.to(device, non_blocking=True))
             mu, logvar = model.encode(x)
             z = mu + torch.randn(mu.shape, generator=generator, device=device) * torch.exp(0.5 * logvar)
+            output = model.decode(z)
             n = len(x)
-            rec_sum += float(bernoulli_reconstruction(x, model.decode(z))) * n
+            if likelihood == "bernoulli":
+                rec, mean = bernoulli_reconstruction(x, output), torch.sigmoid(output)
+            else:
+                rec, mean = gaussian_reconstruction(x, output), output
+            rec_sum += float(rec) * n
             kl_sum += float(kl_normal(mu, logvar)) * n
+            squared_sum += float((mean - x).pow(2).sum())
     return {"reconstruction_loss": rec_sum / num_images, "kl": kl_sum / num_images,
-            "negative_elbo": (rec_sum + kl_sum) / num_images}
+            "negative_elbo": (rec_sum + kl_sum) / num_images,
+            "squared_error": squared_sum / num_images}
 
 
 def valid_names() -> list[str]:
@@ -83,7 +94,7 @@ def valid_names() -> list[str]:
 
 def evaluate(data, represent=None, names="all", *, model=None, seed: int = 0,
              size: str = "default", device=None, batch_size: int = 1024,
-             chunk_size: int = 4096) -> dict:
+             chunk_size: int = 4096, likelihood: str = "bernoulli") -> dict:
     """Run the metrics `names` ("all", or a list from `valid_names()`) on `data`.
 
     The representation is `represent`, or the posterior mean of `model` when `represent` is
@@ -116,7 +127,7 @@ def evaluate(data, represent=None, names="all", *, model=None, seed: int = 0,
         requested, encoded = codes.requested, codes.encoded
         try:
             results[name] = _one(name, data, model, represent, codes, seed, size, device,
-                                 batch_size)
+                                 batch_size, likelihood)
         except Exception as err:                  # one failing metric does not lose the others
             warnings.warn(f"metric {name} failed: {type(err).__name__}: {err}")
             results[name] = {"error": f"{type(err).__name__}: {err}"}
@@ -132,9 +143,10 @@ def evaluate(data, represent=None, names="all", *, model=None, seed: int = 0,
             "versions": versions()}
 
 
-def _one(name, data, model, represent, codes, seed, size, device, batch_size) -> dict:
+def _one(name, data, model, represent, codes, seed, size, device, batch_size,
+         likelihood) -> dict:
     if name == RECONSTRUCTION:
-        params = {"num_images": RECONSTRUCTION_SIZES[size]}
+        params = {"num_images": RECONSTRUCTION_SIZES[size], "likelihood": likelihood}
         values = reconstruction(model, data, seed, device=device, batch_size=batch_size, **params)
         return {"values": values, "params": params,
                 "observations": {"requested": params["num_images"],
@@ -189,8 +201,9 @@ def evaluate_run(run_dir, data, names, *, size="default", seed=0, device="cpu") 
     todo = [n for n in names if n not in kept]
     if not todo:
         return previous
+    likelihood = read_json(Path(run_dir) / "config.json").get("reconstruction", "bernoulli")
     result = evaluate(data, names=todo, model=load_model(run_dir, data, device), seed=seed,
-                      size=size, device=device)
+                      size=size, device=device, likelihood=likelihood)
     result["metrics"] = {**kept, **result["metrics"]}
     write_metrics(run_dir, result)
     return result

@@ -96,8 +96,8 @@ HEADLINE_METRICS = (
     "dci/disentanglement", "dci-fast/disentanglement", "dci-fast/completeness",
     "dci-fast/informativeness_test", "modularity-explicitness/modularity_score",
     "modularity-explicitness/explicitness_score_test", "irs/IRS",
-    "unsupervised/gaussian_total_correlation", "reconstruction/reconstruction_loss",
-    "reconstruction/negative_elbo")
+    "unsupervised/gaussian_total_correlation", "reconstruction/negative_elbo",
+    "reconstruction/squared_error")
 
 
 def headline_columns(summary: pd.DataFrame) -> list[str]:
@@ -186,7 +186,7 @@ def plot(runs: pd.DataFrame, out: Path) -> list[Path]:
             ax.set_yscale("log")
         ax.set_title("learned β̂ = σ0²/σ1² over training")
         written.append(_save(fig, plots / "beta_hat_trajectories.png"))
-    metric_columns = [c for c in runs.columns if "/" in c]
+    metric_columns = [c for c in runs.columns if "/" in c and "/dlib_" not in c]
     for dataset, part in runs[runs["status"] == "done"].groupby("dataset"):
         columns = [c for c in metric_columns if part[c].notna().any()]
         if not columns:

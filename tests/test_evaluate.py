@@ -42,6 +42,21 @@ def test_reconstruction_on_hand_built_values():
     assert values["kl"] == pytest.approx(kl, rel=1e-6)
     assert values["reconstruction_loss"] == pytest.approx(rec, rel=1e-6)
     assert values["negative_elbo"] == pytest.approx(rec + kl, rel=1e-6)
+    # the decoder's mean is sigmoid(0) = ½ everywhere: squared error ¼ per pixel
+    assert values["squared_error"] == pytest.approx(64 * 64 / 4, rel=1e-6)
+
+
+def test_reconstruction_with_a_gaussian_decoder_uses_squared_error():
+    data = tiny_data()
+    values = reconstruction(HandBuilt(), data, num_images=50, batch_size=16,
+                            likelihood="gaussian")
+    # decoder mean 0: the squared error is the number of lit pixels of each image
+    factors = data.sample_factors(50, np.random.RandomState(0))
+    lit = data.to_float(data.images_from_factors(factors)).sum().item() / 50
+    assert values["reconstruction_loss"] == pytest.approx(lit, rel=1e-6)
+    assert values["squared_error"] == pytest.approx(lit, rel=1e-6)
+    with pytest.raises(ValueError, match="unknown likelihood"):
+        reconstruction(HandBuilt(), data, num_images=4, likelihood="poisson")
 
 
 def test_make_representation_is_the_posterior_mean_in_batches():
