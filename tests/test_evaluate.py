@@ -83,7 +83,7 @@ def test_evaluate_records_values_sizes_and_seconds(tmp_path):
     assert mig["observations"]["encoded"] == len(data)       # every grid image, once
     assert result["metrics"]["sap-continuous"]["observations"]["encoded"] == 0   # same sample
     assert set(result["metrics"]["reconstruction"]["values"]) == {
-        "reconstruction_loss", "kl", "negative_elbo"}
+        "reconstruction_loss", "kl", "negative_elbo", "squared_error"}
     assert all(v["seconds"]["encoding"] >= 0 and v["seconds"]["arithmetic"] >= 0
                for v in result["metrics"].values())
     assert result["encoding"]["images"] == len(data)
