@@ -21,7 +21,7 @@ from bench.train import RunConflict, Trainer, is_finished, pick_device, train
 DEFAULT_DATASET = "dsprites-procedural"
 # Chosen so that the README's first command (10 methods x 10 seeds) trains within its
 # 20-minute budget on a 2-core CPU; a GPU run should ask for more (e.g. --steps 300000).
-DEFAULT_STEPS = 200
+DEFAULT_STEPS = 100
 
 
 class UsageError(Exception):
