@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=int, default=1000)
     p.add_argument("--metrics", default="auto",
                    help="metrics evaluated after each run: 'auto' (all on a GPU; on a CPU all "
-                        "but beta-vae, factor-vae and the reference dci), 'all', 'none', or "
+                        "but beta-vae, factor-vae, dci and dci-fast), 'all', 'none', or "
                         "comma-separated names")
     p.add_argument("--eval-size", default="auto", choices=["auto", "default", "quick"],
                    help="metric sample sizes: disentanglement_lib's study defaults, or the "
