@@ -345,18 +345,21 @@ def _best_cut(sorted_pairs, y, start, end, total, margin, cut):
     values more than 1e-7 apart (in float32), ranked by (size * left_sum - total *
     left_count)^2 / (left_count * right_count), the squared-error proxy less the node's
     constant, times the node's size. Sets cut to (numerator, denominator, position of the first
-    right sample, 1 if another candidate comes within `margin` of it else 0)."""
-    samples, values = sorted_pairs.view(np.int32), sorted_pairs.view(np.float32)
+    right sample, 1 if another candidate comes within `margin` of it else 0). (Unsigned
+    positions spare numba's checks for negative indices in this, the innermost loop.)"""
+    values = sorted_pairs.view(np.float32)
+    low = np.uint64(0xFFFFFFFF)
+    first = np.uint64(start)
     size = float(end - start)
     best_num, best_den, best_position = -1.0, 1.0, end
     bar = -1.0                                  # best - margin
     close = False
-    left_sum = y[samples[2 * start]]
-    last = values[2 * start + 1]
-    for p in range(start + 1, end):
+    left_sum = y[sorted_pairs[first] & low]
+    last = values[2 * first + 1]
+    for p in range(first + 1, np.uint64(end)):
         v = values[2 * p + 1]
         if v > last + FEATURE_THRESHOLD:
-            count = float(p - start)
+            count = float(p - first)
             diff = size * left_sum - total * count
             num = diff * diff
             den = count * (size - count)
@@ -367,7 +370,7 @@ def _best_cut(sorted_pairs, y, start, end, total, margin, cut):
                     bar = num / den - margin
                 else:
                     close = True
-        left_sum += y[samples[2 * p]]
+        left_sum += y[sorted_pairs[p] & low]
         last = v
     cut[0], cut[1], cut[2], cut[3] = best_num, best_den, best_position, close
 
@@ -459,19 +462,21 @@ def _rand_int(state, low, high):
 @numba.njit(cache=True, nogil=True)
 def _partition(sorted_pairs, to, feature, start, position, end, go_left):
     """Stable partition of every feature's sorted samples in [start, end) into the left child's
-    (the first position - start samples in `feature`'s order) and the right child's."""
+    (the first position - start samples in `feature`'s order) and the right child's
+    (branch-free, unsigned positions)."""
     samples = sorted_pairs[feature].view(np.int32)
     for p in range(start, end):
         go_left[samples[2 * p]] = p < position
+    low, one = np.uint64(0xFFFFFFFF), np.uint64(1)
     for f in range(sorted_pairs.shape[0]):
         source, target = sorted_pairs[f], to[f]
-        samples = source.view(np.int32)
-        left, right = start, position
-        for p in range(start, end):
-            go = go_left[samples[2 * p]]
-            target[left if go else right] = source[p]
+        left, right = np.uint64(start), np.uint64(position)
+        for p in range(np.uint64(start), np.uint64(end)):
+            pair = source[p]
+            go = np.uint64(go_left[pair & low])
+            target[right + (left - right) * go] = pair
             left += go
-            right += 1 - go
+            right += one - go
 
 
 @numba.njit(cache=True, nogil=True)
