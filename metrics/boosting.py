@@ -12,14 +12,14 @@ impurity decreases, averaged and normalised as `feature_importances_`.
 
 What differs is how a tree is grown: each feature is sorted once per fit and the sorted samples
 are partitioned down the tree (scikit-learn sorts each node's samples again), and split
-candidates are ranked by an equivalent form of the criterion without divisions. Everything that
-rounding can tip is computed as the reference computes it, in its order: node sums and
-impurities (over a copy of its array of samples), leaf values (numpy's pairwise sums), and the
-criterion itself wherever other candidates come within a hair of the best split. So the results
-are the reference's to the last bit, except where a node holds equal values of the feature it
-sorted last or of a contending feature: the reference orders such samples as its introsort
-leaves them, which decides rounding noise, and so exact ties such as those between duplicated
-codes may go the other way.
+candidates are ranked by an equivalent form of the criterion (Friedman's, which needs no
+division per candidate). Everything that rounding can tip is computed as the reference computes
+it, in its order: node sums and impurities (over a copy of its array of samples), leaf values
+(numpy's pairwise sums), and the criterion itself wherever other candidates come within a hair
+of the best split. So the results are the reference's to the last bit, except where a node holds
+equal values of the feature it sorted last or of a contending feature: the reference orders such
+samples as its introsort leaves them, which decides rounding noise, and so exact ties such as
+those between duplicated codes may go the other way.
 """
 from __future__ import annotations
 
@@ -93,8 +93,8 @@ def _decide(raw):
 @numba.njit(cache=True, nogil=True, parallel=True)
 def _boost(x, pairs, y, num_classes, init, seeds, x_test, learning_rate, threads):
     """All stages on the codes x (D, n) with each feature's sorted samples (_sorted_pairs):
-    per-tree importances (stages, trees, D), whether each tree split its root, and the raw predictions
-    of train and test samples."""
+    per-tree importances (stages, trees, D), whether each tree split its root, and the raw
+    predictions of train and test samples."""
     num_features, n = x.shape
     n_stages, trees = seeds.shape
     raw = np.empty((n, trees))
