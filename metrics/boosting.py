@@ -48,14 +48,16 @@ def fit_predict(x_train, y_train, x_test, random_state, n_stages=100, learning_r
     if num_classes < 2:
         raise ValueError("the booster needs at least 2 classes in a factor's train sample")
     x = np.asarray(x_train, dtype=np.float32)
+    x_test = np.ascontiguousarray(x_test, dtype=np.float32)
+    if not (np.isfinite(x).all() and np.isfinite(x_test).all()):
+        raise ValueError("the booster needs finite codes (in float32), as the reference does")
     trees = 1 if num_classes == 2 else num_classes
     seeds = np.array([random_state.randint(0, RAND_R_MAX) for _ in range(n_stages * trees)],
                      dtype=np.int64).reshape(n_stages, trees)
     threads = numba.get_num_threads() if threads is None else threads
     importances, split, raw, raw_test = _boost(
         np.ascontiguousarray(x.T), _sorted_pairs(x), y.astype(np.int64), num_classes,
-        initial_raw(y, num_classes), seeds, np.ascontiguousarray(x_test, dtype=np.float32),
-        learning_rate, max(1, min(threads, trees)))
+        initial_raw(y, num_classes), seeds, x_test, learning_rate, max(1, min(threads, trees)))
     if split.any():
         mean = np.mean(importances[split], axis=0, dtype=np.float64)
         importances = mean / np.sum(mean)

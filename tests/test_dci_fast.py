@@ -67,6 +67,13 @@ def test_threads_change_nothing():
         np.testing.assert_array_equal(a, b)
 
 
+def test_non_finite_codes_are_refused_as_by_the_reference():
+    x, y, x_test = data(3, 100, 2, seed=0)
+    x[5, 1] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        boosting.fit_predict(x, y, x_test, np.random.RandomState(0))
+
+
 def check_agreement(oracle, runs, tolerance=EXACT):
     assert runs
     bad = {}
