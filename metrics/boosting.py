@@ -12,14 +12,14 @@ impurity decreases, averaged and normalised as `feature_importances_`.
 
 What differs is how a tree is grown: each feature is sorted once per fit and the sorted samples
 are partitioned down the tree (scikit-learn sorts each node's samples again), and split
-candidates are ranked by an equivalent form of the criterion without divisions. Everything that
-rounding can tip is computed as the reference computes it, in its order: node sums and
-impurities (over a copy of its array of samples), leaf values (numpy's pairwise sums), and the
-criterion itself wherever other candidates come within a hair of the best split. So the results
-are the reference's to the last bit, except where a node holds equal values of the feature it
-sorted last or of a contending feature: the reference orders such samples as its introsort
-leaves them, which decides rounding noise, and so exact ties such as those between duplicated
-codes may go the other way.
+candidates are ranked by an equivalent form of the criterion (Friedman's, which needs no
+division per candidate). Everything that rounding can tip is computed as the reference computes
+it, in its order: node sums and impurities (over a copy of its array of samples), leaf values
+(numpy's pairwise sums), and the criterion itself wherever other candidates come within a hair
+of the best split. So the results are the reference's to the last bit, except where a node holds
+equal values of the feature it sorted last or of a contending feature: the reference orders such
+samples as its introsort leaves them, which decides rounding noise, and so exact ties such as
+those between duplicated codes may go the other way.
 """
 from __future__ import annotations
 
@@ -48,14 +48,16 @@ def fit_predict(x_train, y_train, x_test, random_state, n_stages=100, learning_r
     if num_classes < 2:
         raise ValueError("the booster needs at least 2 classes in a factor's train sample")
     x = np.asarray(x_train, dtype=np.float32)
+    x_test = np.ascontiguousarray(x_test, dtype=np.float32)
+    if not (np.isfinite(x).all() and np.isfinite(x_test).all()):
+        raise ValueError("the booster needs finite codes (in float32), as the reference does")
     trees = 1 if num_classes == 2 else num_classes
     seeds = np.array([random_state.randint(0, RAND_R_MAX) for _ in range(n_stages * trees)],
                      dtype=np.int64).reshape(n_stages, trees)
     threads = numba.get_num_threads() if threads is None else threads
     importances, split, raw, raw_test = _boost(
         np.ascontiguousarray(x.T), _sorted_pairs(x), y.astype(np.int64), num_classes,
-        initial_raw(y, num_classes), seeds, np.ascontiguousarray(x_test, dtype=np.float32),
-        learning_rate, max(1, min(threads, trees)))
+        initial_raw(y, num_classes), seeds, x_test, learning_rate, max(1, min(threads, trees)))
     if split.any():
         mean = np.mean(importances[split], axis=0, dtype=np.float64)
         importances = mean / np.sum(mean)
@@ -93,8 +95,8 @@ def _decide(raw):
 @numba.njit(cache=True, nogil=True, parallel=True)
 def _boost(x, pairs, y, num_classes, init, seeds, x_test, learning_rate, threads):
     """All stages on the codes x (D, n) with each feature's sorted samples (_sorted_pairs):
-    per-tree importances (stages, trees, D), whether each tree split its root, and the raw predictions
-    of train and test samples."""
+    per-tree importances (stages, trees, D), whether each tree split its root, and the raw
+    predictions of train and test samples."""
     num_features, n = x.shape
     n_stages, trees = seeds.shape
     raw = np.empty((n, trees))
@@ -220,10 +222,10 @@ def _tree(x, pairs, y, hessian, num_classes, seed, x_test, learning_rate, raw, r
             if depth == 0:
                 impurity = square / size - (total / size) ** 2
             if impurity > EPSILON:
-                feature, position, n_constant, last_sorted, close = _node_split(
+                feature, position, n_constant, last_sorted, bar = _node_split(
                     sorted_pairs, y, start, end, total, square, n_known, state, w)
-                if close:
-                    feature, position = _resolve(sorted_pairs, y, start, end, total, w)
+                if bar > -np.inf:
+                    feature, position = _resolve(sorted_pairs, y, start, end, total, bar, w)
         if position < end:
             values = sorted_pairs[feature].view(np.float32)
             threshold = (np.float64(values[2 * position - 1]) / 2.0
@@ -282,9 +284,10 @@ def _node_split(sorted_pairs, y, start, end, total, square, n_known, state, w):
     """BestSplitter.node_split_best on a node's sorted samples: its features in the reference's
     random order (Fisher-Yates draws, bookkeeping of constant features), the first strictly best
     split kept. Returns (feature, position of the first right sample or `end` if none, the
-    number of constant features for the children, the last feature the reference sorted,
-    whether other candidates come so close to the best that rounding decides). w.visit lists
-    the features evaluated, in order, as f, or -2 - f if out of the running; -1 ends it."""
+    number of constant features for the children, the last feature the reference sorted, and
+    -inf, or if other candidates come so close to the best that rounding decides, the bar they
+    pass). w.visit lists the features evaluated, in order, as f, or -2 - f if out of the running;
+    -1 ends it."""
     num_features = sorted_pairs.shape[0]
     features, constant_features, cuts = w.features, w.constant_features, w.cuts
     # The reference's proxy is at most sum(y^2) and exact to a few ulps, so only candidates
@@ -327,7 +330,7 @@ def _node_split(sorted_pairs, y, start, end, total, square, n_known, state, w):
     if evaluated < num_features:
         w.visit[evaluated] = -1
     if best_feature < 0:
-        return best_feature, best_position, n_total, last_sorted, False
+        return best_feature, best_position, n_total, last_sorted, -np.inf
     bar = best_num / best_den - margin
     contenders = 0
     for j in range(evaluated):
@@ -336,7 +339,7 @@ def _node_split(sorted_pairs, y, start, end, total, square, n_known, state, w):
             contenders += 1 + cuts[f, 3]
         else:
             w.visit[j] = -2 - f
-    return best_feature, best_position, n_total, last_sorted, contenders > 1
+    return best_feature, best_position, n_total, last_sorted, bar if contenders > 1 else -np.inf
 
 
 @numba.njit(cache=True, nogil=True)
@@ -345,38 +348,44 @@ def _best_cut(sorted_pairs, y, start, end, total, margin, cut):
     values more than 1e-7 apart (in float32), ranked by (size * left_sum - total *
     left_count)^2 / (left_count * right_count), the squared-error proxy less the node's
     constant, times the node's size. Sets cut to (numerator, denominator, position of the first
-    right sample, 1 if another candidate comes within `margin` of it else 0)."""
-    samples, values = sorted_pairs.view(np.int32), sorted_pairs.view(np.float32)
+    right sample, 1 if another candidate comes within `margin` of it else 0). This is the
+    innermost loop: unsigned positions spare numba's checks for negative indices, and the
+    comparisons are multiplied out."""
+    values = sorted_pairs.view(np.float32)
+    low = np.uint64(0xFFFFFFFF)
+    first = np.uint64(start)
     size = float(end - start)
     best_num, best_den, best_position = -1.0, 1.0, end
-    bar = -1.0                                  # best - margin
+    bar_num = -1.0                              # bar_num / best_den = best - margin
     close = False
-    left_sum = y[samples[2 * start]]
-    last = values[2 * start + 1]
-    for p in range(start + 1, end):
+    left_sum = y[sorted_pairs[first] & low]
+    last = values[2 * first + 1]
+    for p in range(first + 1, np.uint64(end)):
         v = values[2 * p + 1]
-        if v > last + FEATURE_THRESHOLD:
-            count = float(p - start)
-            diff = size * left_sum - total * count
-            num = diff * diff
-            den = count * (size - count)
-            if num > bar * den:
-                if num * best_den > best_num * den:
-                    close = best_num / best_den >= num / den - margin
-                    best_num, best_den, best_position = num, den, p
-                    bar = num / den - margin
-                else:
-                    close = True
-        left_sum += y[samples[2 * p]]
+        count = float(p - first)
+        diff = size * left_sum - total * count
+        num = diff * diff
+        den = count * (size - count)
+        # the rarely passed test first: the value test alone mispredicts where values are close
+        if num * best_den > bar_num * den and v > last + FEATURE_THRESHOLD:
+            if num * best_den > best_num * den:
+                close = best_num * den >= (num - margin * den) * best_den
+                best_num, best_den, best_position = num, den, p
+                bar_num = num - margin * den
+            else:
+                close = True
+        left_sum += y[sorted_pairs[p] & low]
         last = v
     cut[0], cut[1], cut[2], cut[3] = best_num, best_den, best_position, close
 
 
 @numba.njit(cache=True, nogil=True)
-def _resolve(sorted_pairs, y, start, end, total, w):
-    """The split the reference picks among the contending features (in the drawn order): its
-    proxy sum_left^2 / n_left + sum_right^2 / n_right at every candidate, sum_left updated as
-    its criterion updates it (from the nearer end), first strictly best kept."""
+def _resolve(sorted_pairs, y, start, end, total, bar, w):
+    """The split the reference picks among the contending features (in the drawn order): at
+    every candidate that passes `bar` (in the units of _best_cut), its proxy sum_left^2 / n_left +
+    sum_right^2 / n_right, with sum_left updated as its criterion updates it (from the nearer
+    end); first strictly best kept."""
+    size = float(end - start)
     best, best_feature, best_position = -np.inf, -1, end
     for j in range(len(w.visit)):
         f = w.visit[j]
@@ -402,8 +411,12 @@ def _resolve(sorted_pairs, y, start, end, total, w):
                 for q in range(end - 1, p - 1, -1):
                     left_sum -= y[samples[2 * q]]
             position = p
+            count = float(p - start)
+            diff = size * left_sum - total * count
+            if diff * diff < bar * (count * (size - count)):
+                continue
             right_sum = total - left_sum
-            proxy = left_sum * left_sum / (p - start) + right_sum * right_sum / (end - p)
+            proxy = left_sum * left_sum / count + right_sum * right_sum / (end - p)
             if proxy > best:
                 best, best_feature, best_position = proxy, f, p
     return best_feature, best_position
@@ -459,19 +472,21 @@ def _rand_int(state, low, high):
 @numba.njit(cache=True, nogil=True)
 def _partition(sorted_pairs, to, feature, start, position, end, go_left):
     """Stable partition of every feature's sorted samples in [start, end) into the left child's
-    (the first position - start samples in `feature`'s order) and the right child's."""
+    (the first position - start samples in `feature`'s order) and the right child's
+    (branch-free, unsigned positions)."""
     samples = sorted_pairs[feature].view(np.int32)
     for p in range(start, end):
         go_left[samples[2 * p]] = p < position
+    low, one = np.uint64(0xFFFFFFFF), np.uint64(1)
     for f in range(sorted_pairs.shape[0]):
         source, target = sorted_pairs[f], to[f]
-        samples = source.view(np.int32)
-        left, right = start, position
-        for p in range(start, end):
-            go = go_left[samples[2 * p]]
-            target[left if go else right] = source[p]
+        left, right = np.uint64(start), np.uint64(position)
+        for p in range(np.uint64(start), np.uint64(end)):
+            pair = source[p]
+            go = np.uint64(go_left[pair & low])
+            target[right + (left - right) * go] = pair
             left += go
-            right += 1 - go
+            right += one - go
 
 
 @numba.njit(cache=True, nogil=True)

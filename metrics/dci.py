@@ -37,8 +37,8 @@ def dci_fast(codes, seed, num_train, num_test, batch_size):
     """DCI with `boosting.fit_predict`, the reference's booster compiled with numba (same model,
     same random feature order, each feature sorted once per fit; see boosting.py): the
     reference mode's values, to the last bit on codes without repeated values (bar exact ties
-    that the reference breaks by rounding noise; measured |Δ| in tests/test_dci_fast.py), some
-    20 times faster on one core, and it grows a stage's trees on numba's threads."""
+    that the reference breaks by rounding noise; measured |Δ| in tests/test_dci_fast.py), about
+    15 times faster on one core, and it grows a stage's trees on numba's threads."""
     random_state = np.random.RandomState(seed)
     mus_train, ys_train = factor_codes(codes, num_train, random_state, batch_size)
     mus_test, ys_test = factor_codes(codes, num_test, random_state, batch_size)

@@ -9,6 +9,7 @@ drawing every factor first and encoding afterwards gives the reference's sample.
 """
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -21,7 +22,8 @@ class Codes:
     `represent(observations) -> array (n, D)` is called on chunks of at most `chunk_size` distinct
     rows in grid order. `seconds` (time spent building observations and encoding), `requested`
     (rows asked for) and `encoded` (distinct rows encoded) accumulate over the table's life, so
-    metrics that share a table share their codes.
+    metrics that share a table share their codes. Rows are found through an index with one entry
+    per point of the factor grid (one int per stored observation of a dataset).
     """
 
     def __init__(self, data, represent, chunk_size: int = 4096):
@@ -31,8 +33,8 @@ class Codes:
         self.represent = represent
         self.chunk_size = chunk_size
         self.factor_sizes = tuple(int(k) for k in data.factor_sizes)
-        self._keys = np.zeros(0, dtype=np.int64)       # sorted flat indices of encoded rows
-        self._values = None                             # codes of those rows, same order
+        self._row = np.full(math.prod(self.factor_sizes), -1, dtype=np.int64)  # -1: not yet
+        self._values = None                             # codes of the encoded rows, in order
         self.seconds = 0.0
         self.requested = 0
         self.encoded = 0
@@ -40,18 +42,17 @@ class Codes:
     def __call__(self, factors) -> np.ndarray:
         """Codes (n, D) of the factor rows `factors` (n, F)."""
         keys = np.ravel_multi_index(np.asarray(factors).T, self.factor_sizes)
-        unique, inverse = np.unique(keys, return_inverse=True)
-        self._encode_missing(unique)
+        rows = self._row[keys]
+        missing = rows < 0
+        if missing.any():
+            new = np.sort(keys[missing])            # unique by sorting: np.unique is slower
+            self._encode(new[np.r_[True, new[1:] != new[:-1]]])
+            rows = self._row[keys]
         self.requested += len(keys)
-        return self._values[np.searchsorted(self._keys, unique)[inverse]]
+        return self._values[rows]
 
-    def _encode_missing(self, unique: np.ndarray) -> None:
-        pos = np.searchsorted(self._keys, unique)
-        known = pos < len(self._keys)
-        known[known] = self._keys[pos[known]] == unique[known]
-        missing = unique[~known]
-        if len(missing) == 0:
-            return
+    def _encode(self, missing: np.ndarray) -> None:
+        """Encode the grid points `missing` (flat indices, increasing)."""
         start = time.perf_counter()
         # Observations are a function of the factors; this state only fills the protocol's slot.
         random_state = np.random.RandomState(0)
@@ -65,11 +66,9 @@ class Codes:
             raise ValueError(f"represent() must return an array (n, D) for n observations; "
                              f"got shape {new.shape} for {len(missing)} observations")
         self.seconds += time.perf_counter() - start
+        self._row[missing] = np.arange(self.encoded, self.encoded + len(missing))
+        self._values = new if self._values is None else np.concatenate([self._values, new])
         self.encoded += len(missing)
-        keys = np.concatenate([self._keys, missing])
-        values = new if self._values is None else np.concatenate([self._values, new])
-        order = np.argsort(keys, kind="stable")
-        self._keys, self._values = keys[order], values[order]
 
 
 def sample_factors(data, num_points: int, random_state, batch_size: int) -> np.ndarray:
