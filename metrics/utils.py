@@ -22,9 +22,12 @@ class Codes:
     `represent(observations) -> array (n, D)` is called on chunks of at most `chunk_size` distinct
     rows in grid order. `seconds` (time spent building observations and encoding), `requested`
     (rows asked for) and `encoded` (distinct rows encoded) accumulate over the table's life, so
-    metrics that share a table share their codes. Rows are found through an index with one entry
-    per point of the factor grid (one int per stored observation of a dataset).
+    metrics that share a table share their codes. Rows are found through a dense index with one
+    entry per point of the factor grid (one int per stored observation of a dataset); grids of
+    more than `DENSE_LIMIT` points (synthetic ones) use a sorted index of the encoded points.
     """
+
+    DENSE_LIMIT = 1 << 26
 
     def __init__(self, data, represent, chunk_size: int = 4096):
         if chunk_size < 1:
@@ -33,7 +36,10 @@ class Codes:
         self.represent = represent
         self.chunk_size = chunk_size
         self.factor_sizes = tuple(int(k) for k in data.factor_sizes)
-        self._row = np.full(math.prod(self.factor_sizes), -1, dtype=np.int64)  # -1: not yet
+        grid = math.prod(self.factor_sizes)
+        self._row = np.full(grid, -1, dtype=np.int64) if grid <= self.DENSE_LIMIT else None
+        self._keys = np.zeros(0, dtype=np.int64)        # sparse index: encoded points, sorted,
+        self._sparse_rows = np.zeros(0, dtype=np.int64) # and their rows
         self._values = None                             # codes of the encoded rows, in order
         self.seconds = 0.0
         self.requested = 0
@@ -42,14 +48,23 @@ class Codes:
     def __call__(self, factors) -> np.ndarray:
         """Codes (n, D) of the factor rows `factors` (n, F)."""
         keys = np.ravel_multi_index(np.asarray(factors).T, self.factor_sizes)
-        rows = self._row[keys]
+        rows = self._rows(keys)
         missing = rows < 0
         if missing.any():
             new = np.sort(keys[missing])            # unique by sorting: np.unique is slower
             self._encode(new[np.r_[True, new[1:] != new[:-1]]])
-            rows = self._row[keys]
+            rows = self._rows(keys)
         self.requested += len(keys)
         return self._values[rows]
+
+    def _rows(self, keys: np.ndarray) -> np.ndarray:
+        """Row of each grid point in `keys` among the encoded codes, -1 where not encoded."""
+        if self._row is not None:
+            return self._row[keys]
+        if len(self._keys) == 0:
+            return np.full(len(keys), -1, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
+        return np.where(self._keys[pos] == keys, self._sparse_rows[pos], -1)
 
     def _encode(self, missing: np.ndarray) -> None:
         """Encode the grid points `missing` (flat indices, increasing)."""
@@ -66,7 +81,14 @@ class Codes:
             raise ValueError(f"represent() must return an array (n, D) for n observations; "
                              f"got shape {new.shape} for {len(missing)} observations")
         self.seconds += time.perf_counter() - start
-        self._row[missing] = np.arange(self.encoded, self.encoded + len(missing))
+        rows = np.arange(self.encoded, self.encoded + len(missing))
+        if self._row is not None:
+            self._row[missing] = rows
+        else:
+            keys = np.concatenate([self._keys, missing])
+            order = np.argsort(keys, kind="stable")
+            self._keys = keys[order]
+            self._sparse_rows = np.concatenate([self._sparse_rows, rows])[order]
         self._values = new if self._values is None else np.concatenate([self._values, new])
         self.encoded += len(missing)
 

@@ -156,9 +156,13 @@ class CountingRepresentation:
         return self.represent(x)
 
 
-def test_codes_encode_each_distinct_row_once_in_chunks():
+@pytest.mark.parametrize("index", ["dense", "sparse"])
+def test_codes_encode_each_distinct_row_once_in_chunks(index, monkeypatch):
+    if index == "sparse":  # the index used for grids too large for a dense one
+        monkeypatch.setattr(Codes, "DENSE_LIMIT", 10)
     data, represent = SyntheticData(SMALL), CountingRepresentation()
     codes = Codes(data, represent, chunk_size=30)
+    assert (codes._row is None) == (index == "sparse")
     factors = data.sample_factors(500, np.random.RandomState(0))
     np.testing.assert_array_equal(codes(factors), perfect(factors.astype(np.float64)))
     distinct = len(np.unique(factors, axis=0))
