@@ -41,15 +41,17 @@ RECONSTRUCTION_SIZES = {"default": 10000, "quick": 2000}
 def make_representation(model: torch.nn.Module, data, device=None, batch_size: int = 1024):
     """`represent(observations) -> np.ndarray (n, D)`: the posterior mean of `model`'s encoder,
     fp32, in eval mode under `torch.inference_mode`, `batch_size` images per forward pass on
-    `device` (default: the model's)."""
+    `device` (default: the model's). Model and images are put in channels-last layout, which
+    runs the conv encoder 1.4x faster on this CPU in fp32 (codes equal to ~1e-8)."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    model.eval()
+    model.eval().to(memory_format=torch.channels_last)
 
     def represent(observations: torch.Tensor) -> np.ndarray:
         codes = []
         with torch.inference_mode():
             for i in range(0, len(observations), batch_size):
                 x = data.to_float(observations[i:i + batch_size].to(device, non_blocking=True))
+                x = x.contiguous(memory_format=torch.channels_last)
                 codes.append(model.encode(x)[0].float())
         return torch.cat(codes).cpu().numpy()
     return represent

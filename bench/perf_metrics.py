@@ -1,11 +1,11 @@
 """Seconds per metric, split into encoding and the metric's own arithmetic, and encoder throughput.
 
     python -m bench.perf_metrics [--quick] [--checkpoint model.pt] [--metrics mig,dci-fast]
+                                 [--dataset NAME] [--data-dir DIR] [--skip-model]
 
-(a) a 10-dim conv VAE (freshly initialised unless --checkpoint) on a dSprites-sized uint8 dataset
-(`dsprites-procedural` when registered, else a stand-in of rendered squares with the same factor
-sizes), (b) a synthetic 10-dim code of the same factor grid with no encoder, (c) the encoder's
-forward throughput (images/s) on the device.
+(a) a 10-dim conv VAE (freshly initialised unless --checkpoint) on a dataset (default
+`dsprites-procedural`), (b) a synthetic 10-dim code of the dSprites factor grid with no encoder,
+(c) the encoder's throughput (images/s) on the device, as the evaluation encodes.
 """
 from __future__ import annotations
 
@@ -17,30 +17,10 @@ import torch
 
 import metrics
 from bench import data as datasets
-from bench.data.base import GroundTruthData
-from bench.evaluate import evaluate
+from bench.evaluate import evaluate, make_representation
 from bench.nets import VAE
 
 FACTOR_SIZES = (3, 6, 40, 32, 32)
-
-
-class SquaresStandIn(GroundTruthData):
-    """dSprites-sized stand-in: a filled square whose side follows shape and scale, at (pos_x,
-    pos_y); orientation is not drawn. Images are rendered on demand (64x64, one channel)."""
-
-    def __init__(self):
-        names = ("shape", "scale", "orientation", "pos_x", "pos_y")
-        super().__init__("squares-stand-in", names, FACTOR_SIZES, None, pixel_max=1,
-                         image_shape=(1, 64, 64))
-
-    def _gather(self, index):
-        f = self.factors_from_index(index)
-        side = 6 + 2 * f[:, 1] + 4 * f[:, 0]
-        left, top = f[:, 3] * (64 - side) // 31, f[:, 4] * (64 - side) // 31
-        grid = torch.arange(64, device=index.device)
-        cols = (grid >= left[:, None]) & (grid < (left + side)[:, None])
-        rows = (grid >= top[:, None]) & (grid < (top + side)[:, None])
-        return (rows[:, :, None] & cols[:, None, :]).to(torch.uint8)[:, None]
 
 
 class FactorVectors:
@@ -64,36 +44,28 @@ def synthetic_code(observations):
     return np.concatenate([z, z @ rotation.T + 0.3 * wobble], axis=1)
 
 
-def dataset():
-    if "dsprites-procedural" in datasets.available():
-        return datasets.load("dsprites-procedural"), "dsprites-procedural"
-    return SquaresStandIn(), "stand-in squares (dsprites-procedural not registered)"
-
-
-def encoder_throughput(model, device, batch_size=1024, batches=8) -> float:
-    x = torch.randint(0, 2, (batch_size, 1, 64, 64), dtype=torch.uint8, device=device)
-    model.eval()
-    with torch.inference_mode():
-        model.encode(x.float())
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        for _ in range(batches):
-            model.encode(x.float())
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+def encoder_throughput(model, data, device, batch_size=1024, batches=8) -> float:
+    """Images/s of the evaluation's encoding path (`make_representation`: fp32, channels-last,
+    batches of `batch_size`) on `data`'s images, copy to the host included."""
+    represent = make_representation(model, data, device, batch_size)
+    factors = data.sample_factors(batch_size * batches, np.random.RandomState(0))
+    images = data.observations_from_factors(factors, np.random.RandomState(0))
+    represent(images[:batch_size])
+    start = time.perf_counter()
+    represent(images)
     return batches * batch_size / (time.perf_counter() - start)
 
 
 def report(title, result):
     print(f"\n{title}  (size={result['size']}, seed={result['seed']})")
-    print(f"{'metric':26s} {'encoding s':>10s} {'arithmetic s':>12s} {'requested':>10s} {'encoded':>8s}")
+    print(f"{'metric':26s} {'encoding s':>10s} {'arithmetic s':>12s} {'requested':>10s} {'encoded':>8s} {'images/s':>9s}")
     total_enc = total_arith = 0.0
     for name, entry in result["metrics"].items():
         s, o = entry["seconds"], entry["observations"]
         total_enc += s["encoding"]
         total_arith += s["arithmetic"]
-        print(f"{name:26s} {s['encoding']:10.1f} {s['arithmetic']:12.1f} {o['requested']:10d} {o['encoded']:8d}")
+        print(f"{name:26s} {s['encoding']:10.1f} {s['arithmetic']:12.1f} {o['requested']:10d} {o['encoded']:8d} "
+              f"{o['encoded'] / s['encoding'] if s['encoding'] > 0.05 else float('nan'):9.0f}")
     print(f"{'total':26s} {total_enc:10.1f} {total_arith:12.1f}")
     for name, entry in result["metrics"].items():
         print(f"  {name}: " + ", ".join(f"{k}={v:.4g}" for k, v in entry["values"].items()))
@@ -105,26 +77,29 @@ def main(argv=None):
     parser.add_argument("--checkpoint", help="model.pt of a trained 10-dim run (else a fresh model)")
     parser.add_argument("--metrics", default="all", help="comma-separated names, or all")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dataset", default="dsprites-procedural")
+    parser.add_argument("--data-dir", default=None, help="where datasets live (see run_bench.py)")
     parser.add_argument("--skip-model", action="store_true", help="only the synthetic code")
     args = parser.parse_args(argv)
     names = metrics.available() if args.metrics == "all" else args.metrics.split(",")
     size = "quick" if args.quick else "default"
     device = torch.device(args.device)
+    data = datasets.load(args.dataset, args.data_dir)
+    data.to(device)
     torch.manual_seed(0)
-    model = VAE(channels=1, latent_dim=10)
+    model = VAE(channels=data.num_channels, latent_dim=10)
     if args.checkpoint:
         state = torch.load(args.checkpoint, map_location="cpu")
         model.load_state_dict(state.get("model", state))
     model.to(device)
     print(f"device {device}, torch threads {torch.get_num_threads()}, "
           f"model: {'checkpoint ' + args.checkpoint if args.checkpoint else 'freshly initialised'}")
-    print(f"encoder throughput: {encoder_throughput(model, device):.0f} images/s (batch 1024, fp32)")
+    print(f"encoder throughput: {encoder_throughput(model, data, device):.0f} images/s "
+          f"(batch 1024, fp32, channels-last, {args.dataset})")
     report("(b) synthetic code, no encoder", evaluate(FactorVectors(), synthetic_code, names,
                                                       size=size))
     if not args.skip_model:
-        data, label = dataset()
-        data.to(device)
-        report(f"(a) 10-dim conv VAE on {label}", evaluate(data, names=names, model=model,
+        report(f"(a) 10-dim conv VAE on {args.dataset}", evaluate(data, names=names, model=model,
                                                           size=size, device=device))
 
 

@@ -2,7 +2,7 @@
 import csv
 import io
 
-from bench import perf
+from bench import perf, perf_metrics
 
 
 def test_perf_csv_has_both_cases(capsys):
@@ -10,3 +10,11 @@ def test_perf_csv_has_both_cases(capsys):
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert [r["case"] for r in rows] == ["plain", "harness"]
     assert all(r["device"] == "cpu" and float(r["images_per_s"]) > 0 for r in rows)
+
+
+def test_metric_benchmark_prints_both_parts(capsys):
+    perf_metrics.main(["--quick", "--dataset", "tiny", "--metrics", "mig,irs"])
+    out = capsys.readouterr().out
+    assert "encoder throughput:" in out and "images/s" in out
+    assert "(b) synthetic code, no encoder" in out and "(a) 10-dim conv VAE on tiny" in out
+    assert out.count("  mig: discrete_mig=") == 2 and out.count("  irs: IRS=") == 2
