@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", default="auto",
                    help="metrics evaluated after each run: 'auto' (all on a GPU; on a CPU all "
                         "but beta-vae, factor-vae, dci and dci-fast), 'all', 'none', or "
-                        "comma-separated names")
+                        "comma-separated names, which may include auto (auto,dci-fast)")
     p.add_argument("--eval-size", default="auto", choices=["auto", "default", "quick"],
                    help="metric sample sizes: disentanglement_lib's study defaults, or the "
                         "smaller quick set ('auto': default on a GPU, quick on a CPU)")
@@ -101,12 +101,17 @@ def _check_writable(out: Path) -> None:
 
 
 def metric_names(text: str, device) -> list[str]:
+    """`auto` (the device's default set), `none`, `all`, or names, where `auto` may be one of
+    them (`auto,dci-fast`)."""
     valid = evaluation.valid_names()
-    if text == "auto":
-        return evaluation.default_names(device)
     if text == "none":
         return []
-    return _names(text, valid, valid, "metric")
+    names = [n.strip() for n in text.split(",")]
+    if "auto" not in names:
+        return _names(text, valid, valid, "metric")
+    rest = [n for n in names if n and n != "auto"]
+    extra = _names(",".join(rest), valid, valid, "metric") if rest else []
+    return list(dict.fromkeys(evaluation.default_names(device) + extra))
 
 
 def plan(args) -> list[RunSpec]:

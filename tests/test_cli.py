@@ -3,6 +3,7 @@ import csv
 import json
 import pytest
 
+from bench import cli
 from bench.cli import main
 
 
@@ -91,3 +92,15 @@ def test_runs_are_evaluated_and_reported(capsys, tmp_path):
     again = json.loads((tmp_path / "runs/tiny/vae/seed0/metrics.json").read_text())
     assert again["metrics"]["mig"] == result["metrics"]["mig"]
     assert "IRS" in again["metrics"]["irs"]["values"]
+
+
+def test_metrics_auto_combines_with_names():
+    from bench import evaluate
+    cpu_default = evaluate.default_names("cpu")
+    assert "dci-fast" not in cpu_default and "mig" in cpu_default
+    assert cli.metric_names("auto", "cpu") == cpu_default
+    assert cli.metric_names("auto,dci-fast", "cpu") == cpu_default + ["dci-fast"]
+    assert cli.metric_names("mig, auto", "cpu") == cpu_default
+    assert cli.metric_names("none", "cpu") == []
+    with pytest.raises(cli.UsageError, match="unknown metric 'nope'"):
+        cli.metric_names("auto,nope", "cpu")
