@@ -16,6 +16,8 @@ import inspect
 import pkgutil
 from dataclasses import dataclass
 
+import numpy as np
+
 from .utils import Codes
 
 SIZES = ("default", "quick")
@@ -74,19 +76,34 @@ def get(name: str) -> Metric:
     return _METRICS[name]
 
 
-def compute(name: str, data, represent, seed: int = 0, size: str = "default",
+def compute(name: str, data, represent, seed=0, size: str = "default",
             codes: Codes | None = None, **params) -> dict:
     """Values of metric `name` (the reference's keys) for `represent` on `data`.
+
+    `seed` is an int (the metric draws from `RandomState(seed)`, as the reference does) or a
+    seeded `numpy.random.RandomState`/`Generator`, from which one int seed is drawn.
 
     `codes` lets several metrics share one table of encoded observations (see `utils.Codes`).
     """
     metric = get(name)
     params = metric.params(size, **params)
+    seed = _int_seed(seed)
     if codes is None:
         codes = Codes(data, represent)
     elif codes.data is not data or codes.represent is not represent:
         raise ValueError("codes were built for another dataset or representation")
     return metric.fn(codes, seed, **params)
+
+
+def _int_seed(seed) -> int:
+    if isinstance(seed, np.random.RandomState):
+        return int(seed.randint(2**31 - 1))
+    if isinstance(seed, np.random.Generator):
+        return int(seed.integers(2**31 - 1))
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and 0 <= seed < 2**32:
+        return int(seed)
+    raise ValueError(f"seed must be an int in [0, 2**32) or a numpy RandomState/Generator, "
+                     f"got {seed!r}")
 
 
 def _import_all():

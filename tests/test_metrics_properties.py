@@ -185,3 +185,14 @@ def test_metrics_sharing_codes_encode_the_shared_sample_once():
 def test_represent_must_return_one_row_per_observation():
     with pytest.raises(ValueError, match=r"represent\(\) must return an array \(n, D\)"):
         metrics.compute("mig", SyntheticData(SMALL), lambda x: x[:1], size="quick")
+
+
+def test_a_seeded_generator_works_as_the_seed():
+    data, compute = SyntheticData(SMALL), lambda seed: metrics.compute(
+        "sap", data, rotated, seed=seed, size="quick")
+    drawn = np.random.RandomState(3).randint(2**31 - 1)
+    assert compute(np.random.RandomState(3)) == compute(drawn)
+    assert compute(np.random.default_rng(3)) == compute(np.random.default_rng(3))
+    for bad in (-1, 1.5, "0", True):
+        with pytest.raises(ValueError, match="seed must be an int"):
+            compute(bad)
