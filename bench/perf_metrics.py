@@ -1,9 +1,9 @@
 """Seconds per metric, split into encoding and the metric's own arithmetic, and encoder throughput.
 
-    python -m bench.perf_metrics [--quick] [--checkpoint model.pt] [--metrics mig,dci-fast]
+    python -m bench.perf_metrics [--quick] [--run RUN_DIR] [--metrics mig,dci-fast]
                                  [--dataset NAME] [--data-dir DIR] [--skip-model]
 
-(a) a 10-dim conv VAE (freshly initialised unless --checkpoint) on a dataset (default
+(a) a 10-dim conv VAE (freshly initialised, or the trained model of a run folder) on a dataset (default
 `dsprites-procedural`), (b) a synthetic 10-dim code of the dSprites factor grid with no encoder,
 (c) the encoder's throughput (images/s) on the device, as the evaluation encodes.
 """
@@ -17,7 +17,7 @@ import torch
 
 import metrics
 from bench import data as datasets
-from bench.evaluate import evaluate, make_representation
+from bench.evaluate import evaluate, load_model, make_representation
 from bench.nets import VAE
 
 FACTOR_SIZES = (3, 6, 40, 32, 32)
@@ -74,7 +74,8 @@ def report(title, result):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the quick sample sizes")
-    parser.add_argument("--checkpoint", help="model.pt of a trained 10-dim run (else a fresh model)")
+    parser.add_argument("--run", help="a finished run's folder (results/runs/<dataset>/<method>/"
+                                      "seed<k>) whose model to use, else a fresh 10-dim model")
     parser.add_argument("--metrics", default="all", help="comma-separated names, or all")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dataset", default="dsprites-procedural")
@@ -87,19 +88,18 @@ def main(argv=None):
     data = datasets.load(args.dataset, args.data_dir)
     data.to(device)
     torch.manual_seed(0)
-    model = VAE(channels=data.num_channels, latent_dim=10)
-    if args.checkpoint:
-        state = torch.load(args.checkpoint, map_location="cpu")
-        model.load_state_dict(state.get("model", state))
-    model.to(device)
+    if args.run:
+        model = load_model(args.run, data, device)
+    else:
+        model = VAE(channels=data.num_channels, latent_dim=10).to(device)
     print(f"device {device}, torch threads {torch.get_num_threads()}, "
-          f"model: {'checkpoint ' + args.checkpoint if args.checkpoint else 'freshly initialised'}")
+          f"model: {'run ' + args.run if args.run else 'freshly initialised'}")
     print(f"encoder throughput: {encoder_throughput(model, data, device):.0f} images/s "
           f"(batch 1024, fp32, channels-last, {args.dataset})")
     report("(b) synthetic code, no encoder", evaluate(FactorVectors(), synthetic_code, names,
                                                       size=size))
     if not args.skip_model:
-        report(f"(a) 10-dim conv VAE on {args.dataset}", evaluate(data, names=names, model=model,
+        report(f"(a) conv VAE on {args.dataset}", evaluate(data, names=names, model=model,
                                                           size=size, device=device))
 
 
