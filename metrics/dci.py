@@ -14,21 +14,7 @@ def dci(codes, seed, num_train, num_test, batch_size):
     """DCI with dlib's booster: one GradientBoostingClassifier() (all defaults) per factor on the
     raw codes; importances = its impurity-based feature_importances_; informativeness =
     classification accuracy (higher is better)."""
-    random_state = np.random.RandomState(seed)
-    mus_train, ys_train = factor_codes(codes, num_train, random_state, batch_size)
-    mus_test, ys_test = factor_codes(codes, num_test, random_state, batch_size)
-    # dlib leaves the booster's random_state at None, i.e. numpy's global RNG, seeded with
-    # `seed` by the evaluation; a private RandomState(seed) gives the same draws.
-    booster_random_state = np.random.RandomState(seed)
-    importance = np.zeros([mus_train.shape[0], ys_train.shape[0]])
-    train_accuracy, test_accuracy = [], []
-    for j in range(ys_train.shape[0]):
-        model = ensemble.GradientBoostingClassifier(random_state=booster_random_state)
-        model.fit(mus_train.T, ys_train[j, :])
-        importance[:, j] = np.abs(model.feature_importances_)
-        train_accuracy.append(np.mean(model.predict(mus_train.T) == ys_train[j, :]))
-        test_accuracy.append(np.mean(model.predict(mus_test.T) == ys_test[j, :]))
-    return dci_scores(importance, train_accuracy, test_accuracy)
+    return dci_with(sklearn_fit_predict, codes, seed, num_train, num_test, batch_size)
 
 
 @register("dci-fast", default=dict(num_train=10000, num_test=5000, batch_size=16),
@@ -39,14 +25,28 @@ def dci_fast(codes, seed, num_train, num_test, batch_size):
     reference mode's values, to the last bit on codes without repeated values (bar exact ties
     that the reference breaks by rounding noise; measured |Δ| in tests/test_dci_fast.py), about
     15 times faster on one core, and it grows a stage's trees on numba's threads."""
+    return dci_with(boosting.fit_predict, codes, seed, num_train, num_test, batch_size)
+
+
+def sklearn_fit_predict(x_train, y_train, x_test, random_state):
+    """(importances, train predictions, test predictions) of GradientBoostingClassifier()."""
+    model = ensemble.GradientBoostingClassifier(random_state=random_state).fit(x_train, y_train)
+    return np.abs(model.feature_importances_), model.predict(x_train), model.predict(x_test)
+
+
+def dci_with(fit_predict, codes, seed, num_train, num_test, batch_size) -> dict:
+    """DCI as dlib computes it, with `fit_predict(x_train, y_train, x_test, random_state)` as
+    the booster of each factor."""
     random_state = np.random.RandomState(seed)
     mus_train, ys_train = factor_codes(codes, num_train, random_state, batch_size)
     mus_test, ys_test = factor_codes(codes, num_test, random_state, batch_size)
-    booster_random_state = np.random.RandomState(seed)      # as in dci() above
+    # dlib leaves the booster's random_state at None, i.e. numpy's global RNG, seeded with
+    # `seed` by the evaluation; a private RandomState(seed) gives the same draws.
+    booster_random_state = np.random.RandomState(seed)
     importance = np.zeros([mus_train.shape[0], ys_train.shape[0]])
     train_accuracy, test_accuracy = [], []
     for j in range(ys_train.shape[0]):
-        importance[:, j], train_predicted, test_predicted = boosting.fit_predict(
+        importance[:, j], train_predicted, test_predicted = fit_predict(
             mus_train.T, ys_train[j, :], mus_test.T, booster_random_state)
         train_accuracy.append(np.mean(train_predicted == ys_train[j, :]))
         test_accuracy.append(np.mean(test_predicted == ys_test[j, :]))

@@ -8,6 +8,7 @@ from sklearn.exceptions import ConvergenceWarning
 from . import register
 from .utils import factor_codes
 
+
 @register("sap", default=dict(num_train=10000, num_test=5000, batch_size=16),
           quick=dict(num_train=2000, num_test=1000))
 def sap(codes, seed, num_train, num_test, batch_size):
