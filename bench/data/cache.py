@@ -24,7 +24,7 @@ from ..io import atomic_path, write_json
 from .base import DatasetError
 
 SIZE = 64                                # side of the cached images
-RESAMPLE = "box"                         # area average; 128 -> 64 is an exact 2x2 mean
+RESAMPLE = Image.Resampling.BOX          # area average; 128 -> 64 is an exact 2x2 mean
 CACHE_VERSION = 1                        # bump when the conversion changes
 
 
@@ -106,15 +106,30 @@ def image_cache(path, key: dict, n: int, read, name, crop=None, expect_size=None
                 if crop is not None:
                     left, top = round((img.width - crop) / 2), round((img.height - crop) / 2)
                     img = img.crop((left, top, left + crop, top + crop))
-                return np.asarray(img.resize((SIZE, SIZE), Image.Resampling.BOX))
+                return np.asarray(img.resize((SIZE, SIZE), RESAMPLE))
         except (OSError, ValueError, Image.DecompressionBombError) as err:
             raise DatasetError(f"cannot decode image {name(i)} ({err}); replace it with the "
                                f"original file and run again (nothing was cached)") from err
 
-    settings = {"shape": list(shape), "resample": RESAMPLE, "crop": crop,
+    settings = {"shape": list(shape), "resample": RESAMPLE.name.lower(), "crop": crop,
                 "version": CACHE_VERSION}
     path = cached_file(path, {**key, **settings}, build)
     return np.load(path, mmap_mode="r")
+
+
+def npy_header(f, where):
+    """(shape, dtype, data offset) of the .npy stream `f` (format 1.0 or 2.0, C order, no
+    objects); anything else is a DatasetError naming `where`."""
+    version = np.lib.format.read_magic(f)
+    readers = {(1, 0): np.lib.format.read_array_header_1_0,
+               (2, 0): np.lib.format.read_array_header_2_0}
+    if version not in readers:
+        raise DatasetError(f"{where}: unsupported .npy format version {version}")
+    shape, fortran_order, dtype = readers[version](f)
+    if fortran_order or dtype.hasobject:
+        raise DatasetError(f"{where}: the array is Fortran-ordered or holds objects; "
+                           f"expected a C-ordered uint8 array")
+    return shape, dtype, f.tell()
 
 
 def grid_labels(labels, factor_sizes, factor_names, where) -> tuple:

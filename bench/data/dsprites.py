@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from ..io import atomic_path, write_json
 from . import register
 from .base import DatasetError, GroundTruthData
+from .cache import npy_header
 from .download import data_root, fetch
 
 FACTOR_NAMES = ("shape", "scale", "orientation", "posX", "posY")
@@ -277,13 +278,12 @@ def load_file(data_dir=None, *, url=URL, md5=MD5, filename=FILENAME,
         if classes.shape != (n, len(latents_sizes)) or np.any(classes[:, 0] != 0):
             raise ValueError(f"latents_classes has shape {classes.shape} or a non-constant "
                              f"colour column")
-        strides = np.array([math.prod(latents_sizes[i + 1:]) for i in range(len(latents_sizes))])
-        if not np.array_equal(classes @ strides, np.arange(n)):
+        if not np.array_equal(np.ravel_multi_index(classes.T, latents_sizes), np.arange(n)):
             raise ValueError("its rows are not in row-major order of latents_classes")
         values = tuple(np.asarray(metadata["latents_possible_values"][name], np.float64)
                        for name in FACTOR_NAMES)
         packed = _read_packed_imgs(path, n)
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile,
+    except (DatasetError, OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile,
             pickle.UnpicklingError) as err:
         raise DatasetError(f"{path} is not a usable dSprites file: {err}. Delete it and "
                            f"download it again from {url} (md5 {md5}) to {path}.") from err
@@ -294,11 +294,8 @@ def _read_packed_imgs(path, n, chunk=16384) -> np.ndarray:
     """Stream `imgs` (n, 64, 64) uint8 {0, 1} out of the npz and pack it, chunk by chunk, so
     the 3 GB of unpacked images are never in memory at once."""
     with zipfile.ZipFile(path) as archive, archive.open("imgs.npy") as f:
-        version = np.lib.format.read_magic(f)
-        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                       else np.lib.format.read_array_header_2_0)
-        shape, fortran, dtype = read_header(f)
-        if shape != (n, CANVAS, CANVAS) or dtype != np.uint8 or fortran:
+        shape, dtype, _ = npy_header(f, "imgs")
+        if shape != (n, CANVAS, CANVAS) or dtype != np.uint8:
             raise ValueError(f"imgs is {dtype} {shape}, expected uint8 {(n, CANVAS, CANVAS)}")
         packed = np.empty((n, ROW_BYTES), np.uint8)
         for start in range(0, n, chunk):

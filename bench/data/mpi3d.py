@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from . import register
 from .base import DatasetError, GroundTruthData
-from .cache import cache_dir, cached_file, ensure_free_space, source_key
+from .cache import cache_dir, cached_file, ensure_free_space, npy_header, source_key
 from .download import data_root, fetch, missing_message
 
 FACTOR_NAMES = ("object_color", "object_shape", "object_size", "camera_height",
@@ -104,7 +104,7 @@ def _mapped_member(path, info, where) -> np.ndarray:
         name_len, extra_len = struct.unpack("<HH", header[26:30])
         start = info.header_offset + 30 + name_len + extra_len
         f.seek(start)
-        shape, dtype, offset = _npy_header(f, where)
+        shape, dtype, offset = npy_header(f, where)
     if offset - start + int(np.prod(shape)) * dtype.itemsize != info.file_size:
         raise DatasetError(f"{where}: member {info.filename} is {info.file_size:,} bytes, which "
                            f"does not match its header {shape} {dtype} (truncated file?)")
@@ -125,17 +125,4 @@ def _extracted(path, zf, info, cache, where) -> np.ndarray:
     target = Path(cache) / f"{path.stem}.{info.filename}"
     target = cached_file(target, {**source_key(path), "member": info.filename}, build)
     return np.load(target, mmap_mode="r")
-
-
-def _npy_header(f, where):
-    version = np.lib.format.read_magic(f)
-    readers = {(1, 0): np.lib.format.read_array_header_1_0,
-               (2, 0): np.lib.format.read_array_header_2_0}
-    if version not in readers:
-        raise DatasetError(f"{where}: unsupported .npy format version {version}")
-    shape, fortran_order, dtype = readers[version](f)
-    if fortran_order or dtype.hasobject:
-        raise DatasetError(f"{where}: the array is Fortran-ordered or holds objects; "
-                           f"expected a C-ordered uint8 array")
-    return shape, dtype, f.tell()
 
