@@ -10,7 +10,6 @@ and negative ELBO in the suite's loss convention.
 """
 from __future__ import annotations
 
-import json
 import platform
 import warnings
 import time
@@ -22,10 +21,10 @@ import sklearn
 import torch
 
 import metrics
-from bench.io import read_json, write_json
+from bench.io import read_json, read_json_or_empty, write_json
 from bench.nets import VAE
 from bench.spec import RunSpec
-from methods.base import bernoulli_reconstruction, gaussian_reconstruction, kl_normal
+from methods.base import RECONSTRUCTIONS, kl_normal
 
 RECONSTRUCTION = "reconstruction"
 # Metrics that need no ground-truth factors (they run on CelebA too).
@@ -64,14 +63,14 @@ def reconstruction(model: torch.nn.Module, data, seed: int = 0, num_images: int 
     N(0, I) (summed over latent dims), their sum (the negative ELBO), and the squared error of
     the decoder's mean (sigmoid of the logits for Bernoulli), comparable across likelihoods;
     each averaged over `num_images` images drawn uniformly with RandomState(seed)."""
-    if likelihood not in ("bernoulli", "gaussian"):
-        raise ValueError(f"unknown likelihood {likelihood!r}; valid: bernoulli, gaussian")
+    if likelihood not in RECONSTRUCTIONS:
+        raise ValueError(f"unknown likelihood {likelihood!r}; valid: {', '.join(RECONSTRUCTIONS)}")
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.eval()
     random_state = np.random.RandomState(seed)
     factors = data.sample_factors(num_images, random_state)
     generator = torch.Generator(device=device).manual_seed(seed)
-    rec_sum = kl_sum = squared_sum = 0.0
+    rec_sum = kl_sum = squared_sum = torch.zeros((), dtype=torch.float64, device=device)
     with torch.inference_mode():
         for i in range(0, num_images, batch_size):
             observations = data.observations_from_factors(factors[i:i + batch_size], random_state)
@@ -80,13 +79,11 @@ def reconstruction(model: torch.nn.Module, data, seed: int = 0, num_images: int 
             z = mu + torch.randn(mu.shape, generator=generator, device=device) * torch.exp(0.5 * logvar)
             output = model.decode(z)
             n = len(x)
-            if likelihood == "bernoulli":
-                rec, mean = bernoulli_reconstruction(x, output), torch.sigmoid(output)
-            else:
-                rec, mean = gaussian_reconstruction(x, output), output
-            rec_sum += float(rec) * n
-            kl_sum += float(kl_normal(mu, logvar)) * n
-            squared_sum += float((mean - x).pow(2).sum())
+            mean = torch.sigmoid(output) if likelihood == "bernoulli" else output
+            rec_sum = rec_sum + RECONSTRUCTIONS[likelihood](x, output).double() * n
+            kl_sum = kl_sum + kl_normal(mu, logvar).double() * n
+            squared_sum = squared_sum + (mean - x).pow(2).sum().double()
+    rec_sum, kl_sum, squared_sum = float(rec_sum), float(kl_sum), float(squared_sum)  # one sync
     return {"reconstruction_loss": rec_sum / num_images, "kl": kl_sum / num_images,
             "negative_elbo": (rec_sum + kl_sum) / num_images,
             "squared_error": squared_sum / num_images}
@@ -112,10 +109,11 @@ def evaluate(data, represent=None, names="all", *, model=None, seed: int = 0,
         raise ValueError(f"unknown size {size!r}; valid sizes: {', '.join(metrics.SIZES)}")
     if names == "all":
         names = metrics.available() + ([RECONSTRUCTION] if model is not None else [])
-    unknown = [n for n in names if n not in valid_names()]
+    valid = valid_names()
+    unknown = [n for n in names if n not in valid]
     if unknown:
         raise ValueError(f"unknown metric {', '.join(map(repr, unknown))}; "
-                         f"valid metrics: {', '.join(valid_names())}")
+                         f"valid metrics: {', '.join(valid)}")
     if model is None and (represent is None or RECONSTRUCTION in names):
         raise ValueError("a model is needed for the reconstruction metric and when no "
                          "represent function is given")
@@ -194,11 +192,7 @@ def evaluate_run(run_dir, data, names, *, size="default", seed=0, device="cpu") 
 
     Metrics already in `metrics.json` with the same size and seed are kept, not recomputed.
     """
-    path = Path(run_dir) / "metrics.json"
-    try:
-        previous = json.loads(path.read_text())
-    except (OSError, ValueError):
-        previous = {}
+    previous = read_json_or_empty(Path(run_dir) / "metrics.json")
     kept = {}
     if previous.get("size") == size and previous.get("seed") == seed:
         kept = {n: r for n, r in previous.get("metrics", {}).items() if "values" in r}

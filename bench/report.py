@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import html
-import json
 from pathlib import Path
 
 import matplotlib
@@ -27,16 +26,9 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 import methods  # noqa: E402
-from bench.io import atomic_path, write_text  # noqa: E402
+from bench.io import atomic_path, read_json_or_empty, write_text  # noqa: E402
 
 HISTORY_COLUMNS = ("loss", "recon", "kl", "beta", "beta_hat", "sigma0", "sigma1")
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 def metric_values(metrics_json: dict) -> dict[str, float]:
@@ -54,7 +46,7 @@ def collect(out) -> pd.DataFrame:
     rows = []
     for status_file in sorted(Path(out).glob("runs/*/*/seed*/status.json")):
         run = status_file.parent
-        status, config = _read_json(status_file), _read_json(run / "config.json")
+        status, config = read_json_or_empty(status_file), read_json_or_empty(run / "config.json")
         spec = config.get("spec", {})
         row = {"dataset": run.parts[-3], "method": spec.get("method", run.parts[-2]),
                "label": run.parts[-2], "seed": int(run.name.removeprefix("seed")),
@@ -67,7 +59,7 @@ def collect(out) -> pd.DataFrame:
             if len(frame):
                 last = frame.iloc[-1]
                 row.update({c: float(last[c]) for c in HISTORY_COLUMNS if c in frame})
-        row.update(metric_values(_read_json(run / "metrics.json")))
+        row.update(metric_values(read_json_or_empty(run / "metrics.json")))
         rows.append(row)
     return pd.DataFrame(rows)
 

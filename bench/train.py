@@ -18,7 +18,7 @@ import torch
 
 import methods
 from bench import data as datasets
-from bench.io import atomic_path, read_json, write_json, write_text
+from bench.io import atomic_path, read_json, read_json_or_empty, write_json, write_text
 from bench.nets import VAE
 from bench.spec import RunSpec
 from methods.base import TrainContext
@@ -46,10 +46,7 @@ def pick_device(name: str | None = None) -> torch.device:
 
 
 def read_status(run_dir) -> dict:
-    try:
-        return read_json(Path(run_dir) / "status.json")
-    except (OSError, ValueError):
-        return {}
+    return read_json_or_empty(Path(run_dir) / "status.json")
 
 
 def is_finished(spec: RunSpec, out) -> bool:

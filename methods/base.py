@@ -26,6 +26,9 @@ def gaussian_reconstruction(x: torch.Tensor, mean: torch.Tensor) -> torch.Tensor
     return (mean - x).pow(2).sum() / x.shape[0]
 
 
+RECONSTRUCTIONS = {"bernoulli": bernoulli_reconstruction, "gaussian": gaussian_reconstruction}
+
+
 def kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, exp(logvar)) || N(0, 1)) per latent dimension, mean over batch: shape (D,)."""
     return 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1).mean(0)
@@ -78,9 +81,7 @@ class Method(nn.Module):
         self.context = context
 
     def reconstruction(self, x, out: Output) -> torch.Tensor:
-        if self.reconstruction_loss == "gaussian":
-            return gaussian_reconstruction(x, out.logits)
-        return bernoulli_reconstruction(x, out.logits)
+        return RECONSTRUCTIONS[self.reconstruction_loss](x, out.logits)
 
     def loss(self, x: torch.Tensor, out: Output, step: int) -> dict[str, torch.Tensor]:
         """Named scalar terms including "loss" (what is minimised), "recon" and "kl"."""

@@ -1,5 +1,4 @@
 """Report: tables and plots from a results folder, computed from what the runs wrote."""
-import json
 
 import pandas as pd
 import pytest
