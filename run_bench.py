@@ -2,7 +2,7 @@
 """Run the disentbench grid: `python run_bench.py --methods all --seeds 10` (see README.md)."""
 import sys
 
-from bench.cli import main
+from disentbench.bench.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -11,12 +11,12 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-import methods
-from bench import data as datasets
-from bench import evaluate as evaluation
-from bench import report
-from bench.spec import RunSpec
-from bench.train import RunConflict, Trainer, is_finished, pick_device, train
+from disentbench import methods
+from disentbench.bench import data as datasets
+from disentbench.bench import evaluate as evaluation
+from disentbench.bench import report
+from disentbench.bench.spec import RunSpec
+from disentbench.bench.train import RunConflict, Trainer, is_finished, pick_device, train
 
 DEFAULT_DATASET = "dsprites-procedural"
 # Chosen so that the README's first command (10 methods x 10 seeds) trains within its

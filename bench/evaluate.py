@@ -20,11 +20,11 @@ import scipy
 import sklearn
 import torch
 
-import metrics
-from bench.io import read_json, read_json_or_empty, write_json
-from bench.nets import VAE
-from bench.spec import RunSpec
-from methods.base import RECONSTRUCTIONS, kl_normal
+from disentbench import metrics
+from disentbench.bench.io import read_json, read_json_or_empty, write_json
+from disentbench.bench.nets import VAE
+from disentbench.bench.spec import RunSpec
+from disentbench.methods.base import RECONSTRUCTIONS, kl_normal
 
 RECONSTRUCTION = "reconstruction"
 # Metrics that need no ground-truth factors (they run on CelebA too).

@@ -1,6 +1,6 @@
 """Training throughput: the harness's step against a plain PyTorch loop of the same network.
 
-    python -m bench.perf [--steps 30] [--rounds 5] [--method vae] [--dataset NAME] [--csv]
+    python -m disentbench.bench.perf [--steps 30] [--rounds 5] [--method vae] [--dataset NAME] [--csv]
 
 Both loops train the same conv VAE on the same uint8 data in this process on the current device;
 they alternate in rounds and the median images/s of each is reported, so a busy machine slows
@@ -16,11 +16,11 @@ import time
 import torch
 import torch.nn.functional as F
 
-from bench import data as datasets
-from bench.data.base import GroundTruthData
-from bench.nets import VAE
-from bench.spec import RunSpec
-from bench.train import Trainer, pick_device
+from disentbench.bench import data as datasets
+from disentbench.bench.data.base import GroundTruthData
+from disentbench.bench.nets import VAE
+from disentbench.bench.spec import RunSpec
+from disentbench.bench.train import Trainer, pick_device
 
 
 def synthetic_data(n: int = 4096) -> GroundTruthData:
@@ -81,7 +81,7 @@ def measure(data, device, method="vae", steps=30, rounds=5, batch_size=64) -> di
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.perf", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m disentbench.bench.perf", description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=30, help="steps per round (default 30)")
     p.add_argument("--rounds", type=int, default=5, help="alternating rounds (default 5)")
     p.add_argument("--method", default="vae", help="method the harness trains (default vae)")

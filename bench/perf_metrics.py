@@ -1,6 +1,6 @@
 """Seconds per metric, split into encoding and the metric's own arithmetic, and encoder throughput.
 
-    python -m bench.perf_metrics [--quick] [--run RUN_DIR] [--metrics mig,dci-fast]
+    python -m disentbench.bench.perf_metrics [--quick] [--run RUN_DIR] [--metrics mig,dci-fast]
                                  [--dataset NAME] [--data-dir DIR] [--skip-model]
 
 (a) a 10-dim conv VAE (freshly initialised, or the trained model of a run folder) on a dataset (default
@@ -15,10 +15,10 @@ import time
 import numpy as np
 import torch
 
-import metrics
-from bench import data as datasets
-from bench.evaluate import evaluate, load_model, make_representation
-from bench.nets import VAE
+from disentbench import metrics
+from disentbench.bench import data as datasets
+from disentbench.bench.evaluate import evaluate, load_model, make_representation
+from disentbench.bench.nets import VAE
 
 FACTOR_SIZES = (3, 6, 40, 32, 32)
 

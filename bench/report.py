@@ -1,6 +1,6 @@
 """Aggregate a results folder into tables, plots and an HTML index.
 
-    python -m bench.report [results]
+    python -m disentbench.bench.report [results]
 
 Reads only what the run store wrote (status.json, config.json, history.csv, metrics.json), so it
 works on results copied from another machine. Writes, under the results folder:
@@ -25,8 +25,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-import methods  # noqa: E402
-from bench.io import atomic_path, read_json_or_empty, write_text  # noqa: E402
+from disentbench import methods  # noqa: E402
+from disentbench.bench.io import atomic_path, read_json_or_empty, write_text  # noqa: E402
 
 HISTORY_COLUMNS = ("loss", "recon", "kl", "beta", "beta_hat", "sigma0", "sigma1")
 
@@ -228,7 +228,7 @@ def build(out) -> list[Path]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m disentbench.bench.report", description=__doc__.splitlines()[0])
     p.add_argument("out", nargs="?", default="results", help="results folder (default: results)")
     args = p.parse_args(argv)
     files = build(args.out)

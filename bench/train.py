@@ -16,12 +16,12 @@ from pathlib import Path
 
 import torch
 
-import methods
-from bench import data as datasets
-from bench.io import atomic_path, read_json, read_json_or_empty, write_json, write_text
-from bench.nets import VAE
-from bench.spec import RunSpec
-from methods.base import TrainContext
+from disentbench import methods
+from disentbench.bench import data as datasets
+from disentbench.bench.io import atomic_path, read_json, read_json_or_empty, write_json, write_text
+from disentbench.bench.nets import VAE
+from disentbench.bench.spec import RunSpec
+from disentbench.methods.base import TrainContext
 
 
 class RunConflict(Exception):

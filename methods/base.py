@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.nets import Output
+from disentbench.bench.nets import Output
 
 
 def bernoulli_reconstruction(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:

@@ -31,7 +31,7 @@ def _offline_and_isolated_data(tmp_path, monkeypatch):
 @pytest.fixture(scope="session", autouse=True)
 def _tiny_dataset_registered():
     """Register the in-memory `tiny` dataset (tests/helpers.py) for CLI and harness tests."""
-    from bench import data
+    from disentbench.bench import data
     from tests.helpers import tiny_dsprites_like
     if "tiny" not in data.available():
         data.register("tiny")(lambda data_dir=None: tiny_dsprites_like())

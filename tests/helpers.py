@@ -2,7 +2,7 @@
 import numpy as np
 import torch
 
-from bench.data.base import GroundTruthData
+from disentbench.bench.data.base import GroundTruthData
 
 
 def tiny_dsprites_like(seed: int = 0, sizes=(3, 2, 4, 4, 4)) -> GroundTruthData:

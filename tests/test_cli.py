@@ -3,8 +3,8 @@ import csv
 import json
 import pytest
 
-from bench import cli
-from bench.cli import main
+from disentbench.bench import cli
+from disentbench.bench.cli import main
 
 
 def run(*args):
@@ -95,7 +95,7 @@ def test_runs_are_evaluated_and_reported(capsys, tmp_path):
 
 
 def test_metrics_auto_combines_with_names():
-    from bench import evaluate
+    from disentbench.bench import evaluate
     cpu_default = evaluate.default_names("cpu")
     assert "dci-fast" not in cpu_default and "mig" in cpu_default
     assert cli.metric_names("auto", "cpu") == cpu_default

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from bench.data import base
-from bench.data.base import DatasetError, GroundTruthData
-from bench.data.cache import cached_file, grid_labels
+from disentbench.bench.data import base
+from disentbench.bench.data.base import DatasetError, GroundTruthData
+from disentbench.bench.data.cache import cached_file, grid_labels
 
 
 def _write(value):

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.data import DatasetError, load
-from bench.data.celeba import COUNT, MD5, read_celeba
+from disentbench.bench.data import DatasetError, load
+from disentbench.bench.data.celeba import COUNT, MD5, read_celeba
 
 MAGENTA = (255, 0, 255)
 

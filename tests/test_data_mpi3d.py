@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.data import DatasetError, load
-from bench.data.mpi3d import FACTOR_NAMES, RELEASES, read_mpi3d
+from disentbench.bench.data import DatasetError, load
+from disentbench.bench.data.mpi3d import FACTOR_NAMES, RELEASES, read_mpi3d
 
 TINY = (2, 3, 1, 1, 2, 2, 1)                               # 24 images
 

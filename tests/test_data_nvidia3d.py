@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.data import DatasetError, load
-from bench.data.nvidia3d import FALCOR3D, ISAAC3D, read_png_grid
+from disentbench.bench.data import DatasetError, load
+from disentbench.bench.data.nvidia3d import FALCOR3D, ISAAC3D, read_png_grid
 
 SPECS = {"falcor3d": FALCOR3D, "isaac3d": ISAAC3D}
 

@@ -6,8 +6,8 @@ import h5py
 import numpy as np
 import pytest
 
-from bench.data import DatasetError, load
-from bench.data.shapes3d import FACTOR_NAMES, FACTOR_SIZES, SHA256, read_shapes3d
+from disentbench.bench.data import DatasetError, load
+from disentbench.bench.data.shapes3d import FACTOR_NAMES, FACTOR_SIZES, SHA256, read_shapes3d
 
 TINY = (2, 1, 3, 2, 1, 2)                                  # 24 images
 

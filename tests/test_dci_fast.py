@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from sklearn.ensemble import GradientBoostingClassifier
 
-import metrics
-from metrics import boosting
+from disentbench import metrics
+from disentbench.metrics import boosting
 from tests import oracle_cases as oc
 from tests.test_metrics_oracle import oracle  # noqa: F401  (fixture)
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.data import DatasetError
-from bench.data import download
-from bench.data.download import ENV_DATA, ENV_OFFLINE, data_root, fetch, missing_message, verify
+from disentbench.bench.data import DatasetError
+from disentbench.bench.data import download
+from disentbench.bench.data.download import ENV_DATA, ENV_OFFLINE, data_root, fetch, missing_message, verify
 
 CONTENT = b"disentbench test file\n" * 100
 MD5 = hashlib.md5(CONTENT).hexdigest()
@@ -167,6 +167,6 @@ def test_connection_closed_early_is_a_failed_download(tmp_path, monkeypatch):
 
 
 def test_atomic_files_get_the_usual_permissions(tmp_path):
-    from bench import io
+    from disentbench.bench import io
     io.write_text(tmp_path / "f.txt", "x")
     assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o666 & ~io._UMASK

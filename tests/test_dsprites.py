@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from bench.data import DatasetError, GroundTruthData, available, load
-from bench.data import dsprites
-from bench.data.dsprites import FACTOR_NAMES, FACTOR_SIZES, factor_values, render, render_values
+from disentbench.bench.data import DatasetError, GroundTruthData, available, load
+from disentbench.bench.data import dsprites
+from disentbench.bench.data.dsprites import FACTOR_NAMES, FACTOR_SIZES, factor_values, render, render_values
 
 SHAPES = ("square", "ellipse", "heart")
 COARSE = (3, 2, 4, 4, 3)                      # a 288-image grid over the same value ranges

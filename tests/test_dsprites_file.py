@@ -12,9 +12,9 @@ import zipfile
 import numpy as np
 import pytest
 
-from bench.data import DatasetError, load
-from bench.data import dsprites
-from bench.data.download import ENV_OFFLINE
+from disentbench.bench.data import DatasetError, load
+from disentbench.bench.data import dsprites
+from disentbench.bench.data.download import ENV_OFFLINE
 
 TINY = (1, 3, 2, 2, 3, 2)                      # colour, shape, scale, orientation, posX, posY
 NAMES = ("color", "shape", "scale", "orientation", "posX", "posY")

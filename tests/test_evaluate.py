@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from bench.data.base import GroundTruthData
-from bench.evaluate import evaluate, make_representation, reconstruction, write_metrics
-from bench.nets import VAE
+from disentbench.bench.data.base import GroundTruthData
+from disentbench.bench.evaluate import evaluate, make_representation, reconstruction, write_metrics
+from disentbench.bench.nets import VAE
 
 
 def tiny_data(sizes=(2, 3, 4)):
@@ -119,9 +119,9 @@ def test_a_failing_metric_is_recorded_and_the_others_kept():
 
 
 def test_evaluate_run_keeps_earlier_values_and_adds_new_ones(tmp_path):
-    from bench.evaluate import evaluate_run
-    from bench.io import write_json
-    from bench.spec import RunSpec
+    from disentbench.bench.evaluate import evaluate_run
+    from disentbench.bench.io import write_json
+    from disentbench.bench.spec import RunSpec
     data = tiny_data()
     torch.manual_seed(0)
     model = VAE(1, 4)

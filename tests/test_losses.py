@@ -4,9 +4,9 @@ import math
 import pytest
 import torch
 
-import methods
-from bench.nets import Output
-from methods.base import bernoulli_reconstruction, kl_normal
+from disentbench import methods
+from disentbench.bench.nets import Output
+from disentbench.methods.base import bernoulli_reconstruction, kl_normal
 
 # Two images of 2 pixels, two latent dimensions: small enough to compute by hand.
 X = torch.tensor([[[[1.0, 0.0]]], [[[0.0, 1.0]]]])            # (2, 1, 1, 2)

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-import methods
-from bench.nets import VAE, Output
-from methods.base import TrainContext
-from methods.beta_tcvae import importance_weights
-from methods.factor_vae import permute_dims
+from disentbench import methods
+from disentbench.bench.nets import VAE, Output
+from disentbench.methods.base import TrainContext
+from disentbench.methods.beta_tcvae import importance_weights
+from disentbench.methods.factor_vae import permute_dims
 
 # Three images of 2 pixels, two latent dimensions, one sampled code each.
 X = [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]
@@ -106,8 +106,8 @@ def test_factor_vae_gradients_stay_on_their_side():
 
 
 def test_factor_vae_discriminator_is_not_in_the_harness_optimiser():
-    from bench.spec import RunSpec
-    from bench.train import Trainer
+    from disentbench.bench.spec import RunSpec
+    from disentbench.bench.train import Trainer
     from tests.helpers import tiny_dsprites_like
     trainer = Trainer(RunSpec("factor-vae", "tiny", 0, 1, batch_size=4), tiny_dsprites_like(),
                       torch.device("cpu"))

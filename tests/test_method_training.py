@@ -7,11 +7,11 @@ import math
 import pytest
 import torch
 
-import methods
-from bench.cli import build_parser, main, plan
-from bench.spec import RunSpec
-from bench.train import train
-from methods.l_vae_noreg import LVAENoReg
+from disentbench import methods
+from disentbench.bench.cli import build_parser, main, plan
+from disentbench.bench.spec import RunSpec
+from disentbench.bench.train import train
+from disentbench.methods.l_vae_noreg import LVAENoReg
 from tests.helpers import tiny_dsprites_like
 
 STEPS, LOG_EVERY = 8, 4

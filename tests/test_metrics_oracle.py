@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 import pytest
 
-import metrics
+from disentbench import metrics
 from tests import oracle_cases as oc
 
 EXACT = 1e-12

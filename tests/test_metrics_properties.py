@@ -7,8 +7,8 @@ import warnings
 import numpy as np
 import pytest
 
-import metrics
-from metrics.utils import Codes, sample_factors
+from disentbench import metrics
+from disentbench.metrics.utils import Codes, sample_factors
 from tests.oracle_cases import SyntheticData, splitmix64
 
 SMALL = (2, 5, 10)

@@ -2,7 +2,7 @@
 import csv
 import io
 
-from bench import perf, perf_metrics
+from disentbench.bench import perf, perf_metrics
 
 
 def test_perf_csv_has_both_cases(capsys):

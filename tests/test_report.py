@@ -3,8 +3,8 @@
 import pandas as pd
 import pytest
 
-from bench import report
-from bench.io import write_json
+from disentbench.bench import report
+from disentbench.bench.io import write_json
 
 
 def fake_run(out, dataset, label, seed, status="done", history=None, metrics=None, reason=""):

@@ -5,10 +5,10 @@ import json
 import pytest
 import torch
 
-import methods
-from bench.spec import RunSpec
-from bench.train import RunConflict, train
-from methods.base import Method, kl_normal
+from disentbench import methods
+from disentbench.bench.spec import RunSpec
+from disentbench.bench.train import RunConflict, train
+from disentbench.methods.base import Method, kl_normal
 from tests.helpers import tiny_dsprites_like
 
 

@@ -11,7 +11,7 @@ Two datasets, both held as packed bits (one row of 512 bytes per image, ~377 MB 
 * ``dsprites``: the official npz file, downloaded once and pinned by md5; its constant colour
   factor is dropped.
 
-``python -m bench.data.dsprites [--data-dir DIR]`` renders the full set and prints its speed.
+``python -m disentbench.bench.data.dsprites [--data-dir DIR]`` renders the full set and prints its speed.
 """
 from __future__ import annotations
 
