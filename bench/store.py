@@ -383,12 +383,17 @@ class RunStore:
         count inside it, then a running status (in this order, so that a crash between any two
         writes leaves a folder that resumes)."""
         self.write_history(history)
-        state = {**state, "history_rows": len(history)}
-        state["checksum"] = checksum(state)
-        with atomic_path(self.dir / CHECKPOINT) as tmp:
-            torch.save(state, tmp)
+        self.write_checkpoint({**state, "history_rows": len(history)})
         self._session["checkpoint_step"] = state["step"]
         self._write_status("running", state["step"], reached_step=state["step"])
+
+    def write_checkpoint(self, state: dict) -> str:
+        """model.pt = `state` (which holds "step") plus its checksum, in one atomic write;
+        returns the checksum."""
+        state = {**state, "checksum": checksum(state)}
+        with atomic_path(self.dir / CHECKPOINT) as tmp:
+            torch.save(state, tmp)
+        return state["checksum"]
 
     def finish(self, step: int, failure: str | None = None, traceback: str | None = None) -> dict:
         """The final status of the session: done, or failed with `failure` (and the traceback

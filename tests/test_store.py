@@ -117,13 +117,13 @@ def test_report_refuses_a_damaged_history(tmp_path, data, cut, message):
 def test_non_object_status_json_is_damage_not_a_traceback(tmp_path, data, text):
     run = finished(tmp_path, data)
     (run / "status.json").write_text(text)
-    assert RunStore(run).read_status()["status"] == "damaged"
-    assert RunStore(run).state(spec()).kind == "damaged"
     result = train(spec(), tmp_path, data=data, device="cpu")
     assert result.status == "failed" and "status.json" in result.reason
     assert (run / "status.json").read_text() == text                 # left as evidence
     row = report.collect(tmp_path).iloc[0]
     assert row["status"] == "damaged" and "status.json" in row["reason"]
+    assert RunStore(run).read_status()["status"] == "damaged"
+    assert RunStore(run).state(spec()).kind == "damaged"
 
 
 @pytest.mark.parametrize("text", ["null", "[]", "{\"metrics\": [1]}"])
