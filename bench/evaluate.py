@@ -190,27 +190,22 @@ def evaluate_run(run_dir, data, names, *, size="default", seed=0, device="cpu") 
 
     metrics.json records the training step and the checkpoint checksum it scored. Metrics
     already there for the same size, seed, step and checkpoint are kept; after the weights
-    changed (a run extended or trained again) every metric is recomputed. An unreadable
-    metrics.json is recomputed with a warning. A damaged checkpoint raises RunDamaged.
+    changed (a run extended or trained again) every metric is computed again, and so is an
+    unreadable metrics.json (with a warning). A damaged checkpoint raises RunDamaged.
     """
     store = RunStore(run_dir)
     checkpoint = store.load_checkpoint()
-    scored = {"trained_step": checkpoint["step"], "checkpoint": checkpoint["checksum"]}
     try:
-        previous = store.read_metrics()
+        kept = store.fresh_metrics(size, seed, checkpoint)
     except RunDamaged as err:
         warnings.warn(f"{err}; computing every metric again")
-        previous = {}
-    kept = {}
-    if all(previous.get(k) == v for k, v in {"size": size, "seed": seed, **scored}.items()):
-        kept = {n: r for n, r in previous.get("metrics", {}).items() if "values" in r}
+        kept = {}
     todo = [n for n in names if n not in kept]
     if not todo:
-        return previous
+        return store.read_metrics()
     likelihood = store.read_config().get("reconstruction", "bernoulli")
     result = evaluate(data, names=todo, model=load_model(run_dir, data, device, checkpoint),
                       seed=seed, size=size, device=device, likelihood=likelihood)
     result["metrics"] = {**kept, **result["metrics"]}
-    result.update(scored)
-    store.write_metrics(result)
-    return result
+    store.write_metrics(result, checkpoint)
+    return store.read_metrics()

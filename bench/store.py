@@ -438,9 +438,27 @@ class RunStore:
 
     # ---- evaluation ------------------------------------------------------------------------
 
-    def write_metrics(self, result: dict) -> Path:
-        write_json(self.dir / METRICS, result)
+    def fresh_metrics(self, size: str, seed: int, checkpoint: dict | None = None) -> dict:
+        """The entries {name: {"values": ...}} of metrics.json that scored the current
+        checkpoint (`checkpoint`, else model.pt checked) at this size and seed; {} if none.
+        RunDamaged if metrics.json or model.pt is damaged."""
+        checkpoint = checkpoint or self.load_checkpoint()
+        previous = self.read_metrics()
+        wanted = {"size": size, "seed": seed, **_scored(checkpoint)}
+        if any(previous.get(k) != v for k, v in wanted.items()):
+            return {}
+        return {n: r for n, r in previous.get("metrics", {}).items() if "values" in r}
+
+    def write_metrics(self, result: dict, checkpoint: dict | None = None) -> Path:
+        """metrics.json = `result`, stamped with the step and checksum of the `checkpoint` it
+        scored."""
+        write_json(self.dir / METRICS, {**result, **(_scored(checkpoint) if checkpoint else {})})
         return self.dir / METRICS
+
+
+def _scored(checkpoint: dict) -> dict:
+    """What metrics.json records of the weights it scored."""
+    return {"trained_step": checkpoint["step"], "checkpoint": checkpoint["checksum"]}
 
 
 def is_finished(spec: RunSpec, out) -> bool:
