@@ -162,8 +162,12 @@ class RunStore:
         if status.get("status") not in ("running", "done", "failed"):
             raise RunDamaged(f"{path} has status {status.get('status')!r}, "
                              f"not running, done or failed")
-        if not isinstance(status.get("step"), int) or status["step"] < 0:
-            raise RunDamaged(f"{path} has no valid step ({status.get('step')!r})")
+        for name in ("step", "checkpoint_step", "history_rows"):
+            value = status.get(name, 0 if name != "step" else None)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise RunDamaged(f"{path} has no valid {name} ({value!r})")
+        if not isinstance(status.get("warnings", []), list):
+            raise RunDamaged(f"{path}: 'warnings' is not a list")
         return status
 
     def read_history(self, validate_against_status: bool = True) -> list[dict]:

@@ -20,7 +20,8 @@ from disentbench import methods
 from disentbench.bench import data as datasets
 from disentbench.bench.nets import VAE
 from disentbench.bench.spec import RunSpec
-from disentbench.bench.store import RunConflict, RunDamaged, RunState, RunStore  # noqa: F401
+from disentbench.bench.store import RunConflict  # noqa: F401  (raised by train; callers catch it here)
+from disentbench.bench.store import RunDamaged, RunState, RunStore
 from disentbench.methods.base import TrainContext
 
 

@@ -113,7 +113,7 @@ def test_report_refuses_a_damaged_history(tmp_path, data, cut, message):
         RunStore(run).read_history(validate_against_status=True)
 
 
-@pytest.mark.parametrize("text", ["null", "[]", "{\"status\": "])
+@pytest.mark.parametrize("text", ["null", "[]", '{"status": ', '{"status": "done", "step": "4"}'])
 def test_non_object_status_json_is_damage_not_a_traceback(tmp_path, data, text):
     run = finished(tmp_path, data)
     (run / "status.json").write_text(text)
