@@ -48,12 +48,12 @@ def flip_tensor_bytes(path):
 
 def test_extending_a_run_recomputes_its_stale_metrics(tmp_path, data):
     run = finished(tmp_path, data, steps=4)
-    first = evaluate_run(run, data, ["mig"], size="quick")
+    first = evaluate_run(run, data, ["irs"], size="quick")
     finished(tmp_path, data, steps=6)
-    second = evaluate_run(run, data, ["mig"], size="quick")
+    second = evaluate_run(run, data, ["irs"], size="quick")
     assert second["trained_step"] == 6 and second["checkpoint"] != first["checkpoint"]
-    now = evaluate(data, model=load_model(run, data), names=["mig"], size="quick")
-    assert second["metrics"]["mig"]["values"] == now["metrics"]["mig"]["values"]
+    now = evaluate(data, model=load_model(run, data), names=["irs"], size="quick")
+    assert second["metrics"]["irs"]["values"] == now["metrics"]["irs"]["values"]
     assert read(run / "metrics.json")["trained_step"] == 6
 
 
@@ -86,7 +86,7 @@ def test_a_flipped_checkpoint_is_not_evaluated(tmp_path, data):
     run = finished(tmp_path, data)
     flip_tensor_bytes(run / "model.pt")
     with pytest.raises(RunDamaged, match="model.pt does not match its checksum"):
-        evaluate_run(run, data, ["mig"], size="quick")
+        evaluate_run(run, data, ["irs"], size="quick")
 
 
 def test_history_cut_mid_row_is_damage_when_resuming(tmp_path, data):
@@ -132,8 +132,8 @@ def test_non_object_metrics_json_is_recomputed_with_a_warning(tmp_path, data, te
     (run / "metrics.json").write_text(text)
     assert report.collect(tmp_path).iloc[0]["status"] == "damaged"
     with pytest.warns(UserWarning, match="metrics.json"):
-        result = evaluate_run(run, data, ["mig"], size="quick")
-    assert "discrete_mig" in result["metrics"]["mig"]["values"]
+        result = evaluate_run(run, data, ["irs"], size="quick")
+    assert "IRS" in result["metrics"]["irs"]["values"]
     assert report.collect(tmp_path).iloc[0]["status"] == "done"
 
 
