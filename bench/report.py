@@ -65,7 +65,7 @@ def collect(out) -> pd.DataFrame:
             history = store.read_history(validate_against_status=True)
             if history:
                 row.update({c: history[-1][c] for c in HISTORY_COLUMNS if c in history[-1]})
-            row.update(metric_values(store.read_metrics()))
+            row.update(metric_values(store.read_metrics(current_only=True)))
         except RunDamaged as err:
             row.update(status="damaged", reason=str(err))
         rows.append(row)

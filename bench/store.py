@@ -259,9 +259,10 @@ class RunStore:
         state["checksum"] = stored
         return state
 
-    def read_metrics(self) -> dict:
+    def read_metrics(self, current_only: bool = False) -> dict:
         """metrics.json; {} if there is none; RunDamaged if it is unreadable or not of the shape
-        {"metrics": {name: {...}}, ...}."""
+        {"metrics": {name: {...}}, ...}. With `current_only`, {} where it scored another step
+        than status.json's (a run extended or trained again since it was evaluated)."""
         path = self.dir / METRICS
         try:
             result = _read_object(path)
@@ -270,6 +271,10 @@ class RunStore:
         entries = result.get("metrics", {})
         if not isinstance(entries, dict) or not all(isinstance(e, dict) for e in entries.values()):
             raise RunDamaged(f"{path}: 'metrics' is not an object of objects")
+        if current_only:
+            step = self._status().get("step")
+            if result.get("trained_step", step) != step:
+                return {}
         return result
 
     # ---- classification --------------------------------------------------------------------
@@ -359,6 +364,7 @@ class RunStore:
         self.write_config(config)
         self._write_status("running", checkpoint_step, reached_step=checkpoint_step)
         self.write_history(resumed.history)
+        (self.dir / TRACEBACK).unlink(missing_ok=True)      # of an earlier, failed session
 
     def seconds(self) -> float:
         """Training seconds of this run over every session, this one up to now."""

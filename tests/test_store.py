@@ -50,6 +50,7 @@ def test_extending_a_run_recomputes_its_stale_metrics(tmp_path, data):
     run = finished(tmp_path, data, steps=4)
     first = evaluate_run(run, data, ["irs"], size="quick")
     finished(tmp_path, data, steps=6)
+    assert "irs/IRS" not in report.collect(tmp_path)              # stale until evaluated again
     second = evaluate_run(run, data, ["irs"], size="quick")
     assert second["trained_step"] == 6 and second["checkpoint"] != first["checkpoint"]
     now = evaluate(data, model=load_model(run, data), names=["irs"], size="quick")
@@ -183,8 +184,10 @@ def test_a_failed_run_is_retried_only_when_asked(tmp_path, data, monkeypatch):
     monkeypatch.setattr(Flaky, "fail", False)
     again = train(spec(Flaky.name), tmp_path, data=data, device="cpu")
     assert again.status == "failed" and again.reason == "RuntimeError: flaky"
+    assert "RuntimeError: flaky" in (again.run_dir / "error.txt").read_text()
     retried = train(spec(Flaky.name), tmp_path, data=data, device="cpu", retry_failed=True)
     assert retried.status == "done" and retried.step == 4
+    assert not (retried.run_dir / "error.txt").exists()
 
 
 class Exploding(Method):
