@@ -255,3 +255,20 @@ def test_extending_a_finished_run_says_it_restarts_the_optimiser(tmp_path, data)
     status = read(result.run_dir / "status.json")
     assert status["warnings"] == result.warnings
     assert [row["step"] for row in RunStore(result.run_dir).read_history()] == [2, 4, 6]
+
+
+def test_a_crash_between_checkpoint_and_status_resumes_from_the_checkpoint(tmp_path, data):
+    """status.json still at the previous checkpoint, model.pt and history.csv already newer."""
+    run, earlier = tmp_path / "runs/tiny/vae/seed0", []
+
+    def keep_status(n):
+        earlier.append((run / "status.json").read_text())
+    train(spec(steps=8, checkpoint_every=4), tmp_path, data=data, device="cpu",
+          keep_checkpoints=True, progress=keep_status)
+    history = (run / "history.csv").read_text()
+    (run / "status.json").write_text(earlier[2])           # at step 6: checkpoint 4, 2 rows
+    state = RunStore(run).state(spec(steps=8))
+    assert (state.kind, state.step, len(state.history)) == ("resumable", 8, 4)
+    result = train(spec(steps=8), tmp_path, data=data, device="cpu")
+    assert result.status == "done" and result.step == 8 and not result.warnings
+    assert (run / "history.csv").read_text() == history
