@@ -1,31 +1,28 @@
 """Train one RunSpec: the optimiser loop, logging, checkpoints, resume, failure isolation.
 
-A run folder holds `config.json`, `history.csv` (one row every `log_every` steps: step, every loss
-term, every value the method logs), `model.pt` (checkpoint: network, method, optimiser and RNG
-states) and `status.json` (running / done / failed, with the reason). Same seed and device give
-the same history, also across a resume. Values are read back to the host only on logging steps.
+What is written where is the run store's business (bench/store.py): training reports its
+config, a heartbeat, history rows (one every `log_every` steps: step, every loss term, every
+value the method logs), checkpoints (network, method, optimiser and RNG states) and its end.
+Same seed and device give the same history, also across a resume. A finished run keeps only its
+final weights unless `keep_checkpoints`; extending it then restarts the optimiser (and says so).
+Values are read back to the host only on logging steps.
 """
 from __future__ import annotations
 
-import csv
-import io
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from disentbench import methods
 from disentbench.bench import data as datasets
-from disentbench.bench.io import atomic_path, read_json, read_json_or_empty, write_json, write_text
 from disentbench.bench.nets import VAE
 from disentbench.bench.spec import RunSpec
+from disentbench.bench.store import RunConflict  # noqa: F401  (raised by train; callers catch it here)
+from disentbench.bench.store import RunDamaged, RunState, RunStore
 from disentbench.methods.base import TrainContext
-
-
-class RunConflict(Exception):
-    """The run folder holds a different run; the message says which field differs."""
 
 
 @dataclass
@@ -35,7 +32,8 @@ class RunResult:
     status: str                 # "done", "failed" or "skipped" (already done)
     step: int
     reason: str = ""
-    seconds: float = 0.0
+    seconds: float = 0.0        # of this call; status.json sums the seconds of every session
+    warnings: list = field(default_factory=list)   # as status.json's "warnings"
 
 
 def pick_device(name: str | None = None) -> torch.device:
@@ -43,29 +41,6 @@ def pick_device(name: str | None = None) -> torch.device:
     if name:
         return torch.device(name)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def read_status(run_dir) -> dict:
-    return read_json_or_empty(Path(run_dir) / "status.json")
-
-
-def is_finished(spec: RunSpec, out) -> bool:
-    """True if `spec`'s folder under `out` holds a run trained to at least `spec.steps`."""
-    status = read_status(spec.run_dir(out))
-    return status.get("status") == "done" and status.get("step", 0) >= spec.steps
-
-
-def check_resumable(spec: RunSpec, run_dir: Path) -> None:
-    """Raise RunConflict if `run_dir` holds a run that is not `spec` (more steps are allowed)."""
-    try:
-        old = RunSpec.from_dict(read_json(run_dir / "config.json")["spec"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return
-    if old.identity() != spec.identity():
-        diff = {k: (v, spec.identity()[k]) for k, v in old.identity().items()
-                if spec.identity()[k] != v}
-        raise RunConflict(f"{run_dir} holds another run ({', '.join(f'{k}: {a} there, {b} asked' for k, (a, b) in diff.items())}); "
-                          f"use another --out or delete that folder")
 
 
 class Trainer:
@@ -133,75 +108,100 @@ class Trainer:
             torch.cuda.set_rng_state_all(state["rng_cuda"])
         self.done_steps = state["step"]
 
+    def weights_state_dict(self) -> dict:
+        """What a finished run keeps: the network and the method's state without its
+        resume-only extra state (an optimiser of its own, e.g. FactorVAE's discriminator Adam)."""
+        method = {k: v for k, v in self.method.state_dict().items()
+                  if not k.endswith("_extra_state")}
+        return {"model": self.model.state_dict(), "method": method, "step": self.done_steps}
 
-def _write_history(path: Path, rows: list[dict]) -> None:
-    columns = list(dict.fromkeys(k for row in rows for k in row))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns)
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text(path, buffer.getvalue())
-
-
-def _read_history(path: Path, up_to_step: int) -> list[dict]:
-    if not path.is_file():
-        return []
-    with open(path, newline="") as f:
-        rows = [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
-    for row in rows:
-        row["step"] = int(row["step"])
-    return [row for row in rows if row["step"] <= up_to_step]
-
-
-def _save_checkpoint(trainer: Trainer, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(trainer.state_dict(), tmp)
+    def load_weights(self, state: dict) -> None:
+        """Continue from `weights_state_dict()`: fresh optimisers, random streams reseeded from
+        (seed, step), so that the batches differ from the first steps'."""
+        self.model.load_state_dict(state["model"])
+        missing, unexpected = self.method.load_state_dict(state["method"], strict=False)
+        if unexpected or any(not k.endswith("_extra_state") for k in missing):
+            raise RunDamaged(f"the checkpoint's method state does not fit {self.spec.method} "
+                             f"(missing {missing}, unexpected {unexpected})")
+        self.done_steps = state["step"]
+        torch.manual_seed(self.spec.seed + (self.done_steps << 32))
+        self.generator.manual_seed(self.spec.seed + (self.done_steps << 32))
 
 
-def train(spec: RunSpec, out, data=None, device=None, progress=None) -> RunResult:
+def train(spec: RunSpec, out, data=None, device=None, progress=None, *,
+          keep_checkpoints: bool = False, repair: bool = False, retry_failed: bool = False,
+          config_extra: dict | None = None) -> RunResult:
     """Train `spec` into its folder under `out`, resuming from its checkpoint if there is one.
 
     `data` is the loaded dataset (loaded here if None); `progress(n)` is called with the number of
     newly completed steps. Never raises for a failing run: a non-finite loss, a diverging method
-    or an exception ends the run with status "failed" and the reason. RunConflict is raised if the
-    folder holds a different run.
+    or an exception ends the run with status "failed" and the reason. A run that failed before
+    is returned as failed, untouched, unless `retry_failed`. A damaged folder (the store says
+    which file and why) fails the run, or with `repair` is moved aside and retrained from step 0.
+    A finished run keeps only its final weights unless `keep_checkpoints`. `config_extra` is
+    recorded in config.json. RunConflict is raised if the folder holds a different run.
     """
-    run_dir = spec.run_dir(out)
-    check_resumable(spec, run_dir)
-    if is_finished(spec, out):
-        return RunResult(spec, run_dir, "skipped", read_status(run_dir)["step"])
+    store = RunStore.of(spec, out)
+    state = store.state(spec)
+    if state.kind == "done":
+        return RunResult(spec, store.dir, "skipped", state.step, warnings=state.warnings)
+    if state.kind == "failed" and not retry_failed:
+        return RunResult(spec, store.dir, "failed", state.step, state.message,
+                         warnings=state.warnings)
+    notes = []
+    if state.kind == "damaged":
+        if not repair:
+            reason = (f"damaged run folder: {state.message}; rerun with --repair to move it "
+                      f"aside and train the run again from step 0")
+            store.mark_damaged(reason)
+            return RunResult(spec, store.dir, "failed", state.step, reason)
+        moved = store.move_aside()
+        notes.append(f"the damaged folder was moved to {moved.name} and the run trained again "
+                     f"from step 0 ({state.message})")
+        state = RunState("new")
     device = pick_device(device)
     started = time.perf_counter()
-    trainer = None
+    config = {"spec": spec.to_dict(), "device": str(device), "torch": torch.__version__,
+              **(config_extra or {})}
+    store.begin(config, steps=spec.steps, device=str(device), resumed=state, warnings=notes)
+    trainer, error = None, None
     try:
         if data is None:
             data = datasets.load(spec.dataset).to(device)
         trainer = Trainer(spec, data, device)
-        checkpoint = run_dir / "model.pt"
-        if checkpoint.is_file():
-            trainer.load_state_dict(torch.load(checkpoint, map_location=device, weights_only=False))
-        history = _read_history(run_dir / "history.csv", trainer.done_steps)
-        write_json(run_dir / "config.json", {
-            "spec": spec.to_dict(), "device": str(device), "dataset_size": len(data),
-            "method_params": trainer.method.hparams, "torch": torch.__version__,
-            "reconstruction": trainer.method.reconstruction_loss})
-        write_json(run_dir / "status.json", {"status": "running", "step": trainer.done_steps,
-                                             "steps": spec.steps, "device": str(device)})
-        failure = _loop(trainer, history, run_dir, progress)
+        if state.checkpoint:
+            _resume(trainer, state.checkpoint, store)
+        store.write_config({**config, "dataset_size": len(data),
+                            "method_params": trainer.method.hparams,
+                            "reconstruction": trainer.method.reconstruction_loss})
+        failure = _loop(trainer, state.history, store, progress, keep_checkpoints)
+    except KeyboardInterrupt:
+        store.interrupted(trainer.done_steps if trainer else state.step)
+        raise
     except Exception as err:                     # isolate the run: record and return
-        failure = f"{type(err).__name__}: {err}"
-        write_text(run_dir / "error.txt", traceback.format_exc())
-    seconds = time.perf_counter() - started
-    step = trainer.done_steps if trainer else 0
-    status = {"status": "failed" if failure else "done", "step": step, "steps": spec.steps,
-              "device": str(device), "seconds": round(seconds, 3)}
-    if failure:
-        status["reason"] = failure
-    write_json(run_dir / "status.json", status)
-    return RunResult(spec, run_dir, status["status"], step, failure or "", seconds)
+        failure, error = f"{type(err).__name__}: {err}", traceback.format_exc()
+    step = trainer.done_steps if trainer else state.step
+    final = store.finish(step, failure, error)
+    return RunResult(spec, store.dir, final["status"], step, failure or "",
+                     time.perf_counter() - started, final.get("warnings", []))
 
 
-def _loop(trainer: Trainer, history: list, run_dir: Path, progress) -> str | None:
+def _resume(trainer: Trainer, checkpoint: dict, store: RunStore) -> None:
+    """Load `checkpoint` into `trainer`: exactly where it holds the optimiser and RNG states,
+    else (a finished run's weights) with the optimiser restarted, which the store records."""
+    if "optimizer" in checkpoint:
+        trainer.load_state_dict(checkpoint)
+        return
+    trainer.load_weights(checkpoint)
+    if trainer.done_steps < trainer.spec.steps:
+        store.warn(f"extended from step {trainer.done_steps} to {trainer.spec.steps} with the "
+                   f"optimiser restarted from the saved weights (the finished run kept only its "
+                   f"weights; --keep-checkpoints keeps the optimiser state and continues "
+                   f"exactly)")
+
+
+def _loop(trainer: Trainer, history: list, store: RunStore, progress,
+          keep_checkpoints: bool) -> str | None:
     """Run the remaining steps; return a failure reason, or None when finished."""
     spec = trainer.spec
     trainer.model.train()
@@ -215,23 +215,24 @@ def _loop(trainer: Trainer, history: list, run_dir: Path, progress) -> str | Non
             reason = None
             if trainer.nonfinite.item():
                 bad = [k for k, v in row.items() if v != v or v in (float("inf"), float("-inf"))]
+                kept = (f"the checkpoint holds the last finite state (step "
+                        f"{store.checkpoint_step()})" if store.checkpoint_step()
+                        else "no checkpoint had been written")
                 reason = (f"non-finite loss at or before step {n} "
-                          f"(non-finite now: {', '.join(bad) or 'none logged'}); "
-                          f"the checkpoint holds the last finite state")
+                          f"(non-finite now: {', '.join(bad) or 'none logged'}); {kept}")
             else:
                 reason = trainer.method.diverged(row)
             if reason:
-                _write_history(run_dir / "history.csv", history)
+                store.write_history(history)
                 return reason
+            store.heartbeat(n)
             if progress:
                 progress(n - last_reported)
                 last_reported = n
         if n % spec.checkpoint_every == 0 or n == spec.steps:
             if trainer.nonfinite.item():
                 continue                       # never overwrite a good checkpoint; reported above
-            _save_checkpoint(trainer, run_dir / "model.pt")
-            _write_history(run_dir / "history.csv", history)
-            write_json(run_dir / "status.json", {"status": "running", "step": n,
-                                                 "steps": spec.steps,
-                                                 "device": str(trainer.device)})
+            final = n == spec.steps and not keep_checkpoints
+            store.save_checkpoint(trainer.weights_state_dict() if final
+                                  else trainer.state_dict(), history)
     return None
