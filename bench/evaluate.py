@@ -21,6 +21,7 @@ import sklearn
 import torch
 
 from disentbench import metrics
+from disentbench.bench import traversals
 from disentbench.bench.io import read_json, read_json_or_empty, write_json
 from disentbench.bench.nets import VAE
 from disentbench.bench.spec import RunSpec
@@ -35,6 +36,12 @@ FACTOR_FREE = ("unsupervised", RECONSTRUCTION)
 # its 20-minute budget.
 CPU_EXPENSIVE = ("beta-vae", "factor-vae", "dci", "dci-fast")
 RECONSTRUCTION_SIZES = {"default": 10000, "quick": 2000}
+# Which way is better for each key of `reconstruction` (None: not ranked). The first two are in
+# the model's own likelihood, so they compare only models of one likelihood; squared_error
+# compares all (see IN_MODEL_LIKELIHOOD).
+RECONSTRUCTION_DIRECTIONS = {"reconstruction_loss": metrics.LOWER, "negative_elbo": metrics.LOWER,
+                             "squared_error": metrics.LOWER, "kl": None}
+IN_MODEL_LIKELIHOOD = ("reconstruction_loss", "negative_elbo")
 
 
 def make_representation(model: torch.nn.Module, data, device=None, batch_size: int = 1024):
@@ -204,4 +211,6 @@ def evaluate_run(run_dir, data, names, *, size="default", seed=0, device="cpu") 
                       size=size, device=device, likelihood=likelihood)
     result["metrics"] = {**kept, **result["metrics"]}
     write_metrics(run_dir, result)
+    traversals.render(load_model(run_dir, data, device), data, run_dir, seed=seed,
+                      likelihood=likelihood)
     return result
