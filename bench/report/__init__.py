@@ -37,7 +37,7 @@ from disentbench.bench.evaluate import IN_MODEL_LIKELIHOOD, RECONSTRUCTION
 from disentbench.bench.io import atomic_path, read_json_or_empty, write_text
 
 from . import page, plots, stats, tables
-from .load import label_order, load
+from .load import label_order, read_results
 
 __all__ = ["build", "main"]
 
@@ -72,7 +72,7 @@ def build(out) -> list[Path]:
 
 def _build(out: Path):
     _clear(out)
-    results = load(out)
+    results = read_results(out)
     runs = results.runs
     if runs.empty:
         return [], results
@@ -88,7 +88,8 @@ def _build(out: Path):
     metric_columns = tables.headline(done)
     comparable = tables.comparability(done)
     tests = stats.significance(done, metric_columns, comparable)
-    files.append(_csv(tests, tdir / "significance.csv"))
+    if len(tests):
+        files.append(_csv(tests, tdir / "significance.csv"))
     pairs = tables.ablation_pairs(done, metric_columns)
     ablation = tables.ablation_table(pairs, directions)
     beta_hat = tables.beta_hat_table(done)
@@ -106,8 +107,11 @@ def _build(out: Path):
                                  colours, directions, metric_columns, comparable, tests,
                                  ablation, files)
                 for dataset in sorted(runs["dataset"].unique())]
-    files += _overall_figures(out, done, results.histories, labels, colours, directions,
-                              metric_columns, overall)
+    histories = results.histories
+    if len(histories):
+        histories = histories[histories["status"] == "done"]
+    files += _overall_figures(out, done, histories, labels, colours, directions, metric_columns,
+                              overall)
     config = read_json_or_empty(out / "config.json")
     header = {"profile": config.get("profile"),
               "device": ", ".join(sorted(d for d in runs["device"].dropna().unique() if d)),

@@ -17,11 +17,11 @@ FINAL_VALUES = ("loss", "recon", "kl", "beta", "C", "beta_hat", "sigma0", "sigma
 @dataclass
 class Results:
     runs: pd.DataFrame                 # one row per run folder (status "unreadable" if it is)
-    histories: pd.DataFrame            # every history.csv row, with dataset, label, seed
+    histories: pd.DataFrame            # every history.csv row, with dataset, label, seed, status
     problems: list = field(default_factory=list)    # (run folder, what could not be read)
 
 
-def load(out) -> Results:
+def read_results(out) -> Results:
     """Every run folder `out`/runs/<dataset>/<label>/seed<k>/, in a stable order."""
     out = Path(out)
     rows, histories, problems = [], [], []
@@ -31,7 +31,7 @@ def load(out) -> Results:
         problems += [(row["run_dir"], t) for t in trouble]
         if history is not None and len(history):
             histories.append(history.assign(dataset=row["dataset"], label=row["label"],
-                                            seed=row["seed"]))
+                                            seed=row["seed"], status=row["status"]))
     runs = pd.DataFrame(rows)
     history = pd.concat(histories, ignore_index=True) if histories else pd.DataFrame()
     return Results(runs, history, problems)

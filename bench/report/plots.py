@@ -79,7 +79,7 @@ def metric_boxes(done: pd.DataFrame, dataset: str, metric_columns, labels, colou
         values = done.dropna(subset=[metric]).groupby("label")[metric]
         order = [l for l in labels if l in values.groups][::-1]          # first label on top
         groups = [values.get_group(l).to_numpy() for l in order]
-        boxes = ax.boxplot(groups, vert=False, showfliers=False, patch_artist=True, widths=0.6)
+        boxes = ax.boxplot(groups, orientation="horizontal", showfliers=False, patch_artist=True, widths=0.6)
         for patch, label in zip(boxes["boxes"], order):
             patch.set(facecolor=colours[label], alpha=0.45)
         for y, (group, label) in enumerate(zip(groups, order), start=1):
