@@ -98,18 +98,19 @@ def _build(out: Path):
     overall = {"tables": [], "figures": []}
     if len(beta_hat):
         shown = beta_hat.drop(columns=["mean", "std"]).set_index("dataset")
+        shown[["min", "max"]] = shown[["min", "max"]].map(lambda v: f"{v:.3g}")
         files += [_csv(beta_hat, tdir / "beta_hat.csv")]
         write_text(tdir / "beta_hat.md", shown.to_markdown() + "\n")
         files.append(tdir / "beta_hat.md")
         overall["tables"].append("<h3>Learned β̂ (final value, over seeds)</h3>"
                                  + shown.to_html(border=0))
-    sections = [_dataset_section(out, dataset, done[done["dataset"] == dataset], labels,
-                                 colours, directions, metric_columns, comparable, tests,
-                                 ablation, files)
-                for dataset in sorted(runs["dataset"].unique())]
     histories = results.histories
     if len(histories):
         histories = histories[histories["status"] == "done"]
+    sections = [_dataset_section(out, dataset, done[done["dataset"] == dataset], histories,
+                                 labels, colours, directions, metric_columns, comparable, tests,
+                                 ablation, files)
+                for dataset in sorted(runs["dataset"].unique())]
     files += _overall_figures(out, done, histories, labels, colours, directions, metric_columns,
                               overall)
     config = read_json_or_empty(out / "config.json")
@@ -120,8 +121,8 @@ def _build(out: Path):
     return files, results
 
 
-def _dataset_section(out, dataset, done, labels, colours, directions, metric_columns,
-                     comparable, tests, ablation, files) -> dict:
+def _dataset_section(out, dataset, done, histories, labels, colours, directions,
+                     metric_columns, comparable, tests, ablation, files) -> dict:
     tdir, pdir = out / "tables", out / "plots"
     section = {"dataset": dataset, "tables": [], "figures": [], "sheets": []}
     present = [l for l in labels if l in set(done["label"])]
@@ -164,7 +165,10 @@ def _dataset_section(out, dataset, done, labels, colours, directions, metric_col
                                                pdir / f"agreement_{dataset}.png"))
     section["sheets"], kl = _sheets(out, done, present)
     figures.append(plots.kl_per_dim(kl, dataset, pdir / f"kl_per_dim_{dataset}.png"))
+    figures.append(plots.training(histories, dataset, present, colours,
+                                  pdir / f"training_{dataset}.png"))
     captions = {"metrics": "metric values per method (seeds as points)",
+                "training": "training curves",
                 "tradeoff": "reconstruction against disentanglement, one point per run",
                 "agreement": "Spearman agreement between metrics",
                 "kl_per_dim": "KL per latent dimension of the traversal runs"}
@@ -215,10 +219,6 @@ def _overall_figures(out, done, histories, labels, colours, directions, metric_c
             path = plots.critical_difference(ranks, nemenyi, friedman, blocks, colours,
                                              pdir / "critical_difference.png")
             overall["figures"].append((path, "critical-difference diagram of average ranks"))
-    for dataset in sorted(done["dataset"].unique()):
-        path = plots.training(histories, dataset, labels, colours, pdir / f"training_{dataset}.png")
-        if path:
-            overall["figures"].append((path, f"{dataset}: training curves"))
     for path, caption in ((plots.sigma_beta_hat(histories, labels, colours,
                                                 pdir / "sigma_beta_hat.png"),
                            "L-VAE σ0, σ1 and β̂ over training"),

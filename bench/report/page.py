@@ -48,18 +48,17 @@ def write(out: Path, runs: pd.DataFrame, problems, header: dict, overall: dict,
     counts = runs["status"].value_counts().to_dict() if len(runs) else {}
     facts = [f"{len(runs)} runs ({', '.join(f'{v} {k}' for k, v in counts.items()) or 'none'})"]
     facts += [f"{k}: {v}" for k, v in header.items() if v]
-    nav = " · ".join(f'<a href="#{html.escape(s["dataset"])}">{html.escape(s["dataset"])}</a>'
-                     for s in sections)
+    links = [f'<a href="#{html.escape(s["dataset"])}">{html.escape(s["dataset"])}</a>'
+             for s in sections]
+    if overall["tables"] or overall["figures"]:
+        links.append('<a href="#all">all datasets</a>')
+    nav = " · ".join(links)
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>disentbench results</title>"
              f"<style>{STYLE}</style></head><body>", "<h1>disentbench results</h1>",
              f"<p>{html.escape(' · '.join(facts))}</p>", f"<p>datasets: {nav or 'none'}</p>"]
     if problems:
         items = "".join(f"<li>{html.escape(run)}: {html.escape(why)}</li>" for run, why in problems)
         parts.append(f"<h2>Unreadable run files</h2><ul class=problems>{items}</ul>")
-    if overall["tables"] or overall["figures"]:
-        parts.append("<h2>All datasets</h2>")
-        parts += overall["tables"]
-        parts += [_img(out, p, c) for p, c in overall["figures"]]
     for section in sections:
         name = html.escape(section["dataset"])
         parts.append(f'<h2 id="{name}">{name}</h2>')
@@ -71,6 +70,10 @@ def write(out: Path, runs: pd.DataFrame, problems, header: dict, overall: dict,
             for sheet in section["sheets"]:
                 parts += [_img(out, p, c) for p, c in sheet["images"]]
             parts.append("</div>")
+    if overall["tables"] or overall["figures"]:
+        parts.append('<h2 id="all">All datasets</h2>')
+        parts += overall["tables"]
+        parts += [_img(out, p, c) for p, c in overall["figures"]]
     failed = runs[runs["status"] != "done"] if len(runs) else runs
     warned = runs[runs["warnings"].fillna("") != ""] if len(runs) else runs
     parts += ["<h2>Runs not done</h2>", _rows(failed, ["run_dir", "status", "step", "reason"]),
