@@ -66,7 +66,7 @@ def _read_run(out: Path, run: Path):
            "step": status.get("step"), "steps": status.get("steps"),
            "seconds": status.get("seconds"), "device": config.get("device", ""),
            "reason": status.get("reason", "") if status else "; ".join(trouble),
-           "warnings": "; ".join(status.get("warnings", [])),
+           "warnings": "; ".join(map(str, status.get("warnings") or [])),
            "likelihood": config.get("reconstruction", methods.Method.reconstruction_loss),
            "ablation_of": ablation.get("of"), "ablation_beta_hat": ablation.get("beta_hat"),
            "ablation_source": ablation.get("source_run"),

@@ -73,7 +73,7 @@ def _bands(ax, data: pd.DataFrame, column: str, labels, colours, legend: bool = 
 def metric_boxes(done: pd.DataFrame, dataset: str, metric_columns, labels, colours, directions,
                  path: Path) -> Path:
     """One panel per metric: a box per method, the seeds as points."""
-    fig, axes = _axes(len(metric_columns), width=4.6, height=0.5 + 0.32 * len(labels))
+    fig, axes = _axes(len(metric_columns), width=4.6, height=max(2.6, 0.9 + 0.32 * len(labels)))
     jitter = np.random.RandomState(0)
     for ax, metric in zip(axes, metric_columns):
         values = done.dropna(subset=[metric]).groupby("label")[metric]

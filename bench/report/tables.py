@@ -62,33 +62,41 @@ def comparison(done: pd.DataFrame, labels, metric_columns, directions, comparabl
     p_holm = tests.set_index(["label", "metric"])["p_holm"].to_dict() if len(tests) else {}
     rows = []
     for metric in metric_columns:
-        stats = done.groupby("label")[metric].agg(["mean", "std", "count"])
+        summary = done.groupby("label")[metric].agg(["mean", "std", "count"])
+        summary = summary[summary["count"] > 0]
         direction = directions.get(metric)
-        ranked = [label for label in labels if label in stats.index
-                  and stats.at[label, "count"] > 0 and direction is not None
+        ranked = [label for label in labels if label in summary.index and direction is not None
                   and comparable(dataset, label, metric)]
-        order = stats.loc[ranked, "mean"] * (-1 if direction == metrics.HIGHER else 1)
+        order = summary.loc[ranked, "mean"] * (-1 if direction == metrics.HIGHER else 1)
         dense = order.rank(method="dense")
-        for label in labels:
-            if label not in stats.index or stats.at[label, "count"] == 0:
-                continue
+        for label in [l for l in labels if l in summary.index]:
             rank = dense.get(label, np.nan)
             rows.append({"dataset": dataset, "label": label, "metric": metric,
-                         "direction": direction or "", "mean": stats.at[label, "mean"],
-                         "std": stats.at[label, "std"], "n": int(stats.at[label, "count"]),
+                         "direction": direction or "", "mean": summary.at[label, "mean"],
+                         "std": summary.at[label, "std"], "n": int(summary.at[label, "count"]),
                          "ranked": label in ranked, "rank": rank,
                          "mark": {1: "best", 2: "second"}.get(rank, ""),
                          "p_holm": p_holm.get((label, metric), np.nan)})
     return pd.DataFrame(rows)
 
 
+LATEX = {"_": "\\_", "%": "\\%", "&": "\\&", "#": "\\#", "±": "$\\pm$", "×": "$\\times$",
+         "↑": "$\\uparrow$", "↓": "$\\downarrow$", "β̂": "$\\hat{\\beta}$", "β": "$\\beta$",
+         "σ": "$\\sigma$", "–": "--"}
+
+
+def latex_escape(text: str) -> str:
+    """Plain text (with the few symbols the report uses) as LaTeX that pdflatex accepts."""
+    for plain, tex in LATEX.items():          # β̂ before β
+        text = text.replace(plain, tex)
+    return text
+
+
 STYLES = {
     "markdown": dict(bold="**{}**", underline="<u>{}</u>", star="{}\\*", dagger="{} †",
                      escape=lambda s: s.replace("|", "\\|")),
     "latex": dict(bold="\\textbf{{{}}}", underline="\\underline{{{}}}", star="{}$^{{*}}$",
-                  dagger="{}$^{{\\dagger}}$", escape=lambda s: s.replace("_", "\\_")
-                  .replace("%", "\\%").replace("&", "\\&").replace("±", "$\\pm$")
-                  .replace("↑", "$\\uparrow$").replace("↓", "$\\downarrow$")),
+                  dagger="{}$^{{\\dagger}}$", escape=latex_escape),
     "html": dict(bold="<strong>{}</strong>", underline="<u>{}</u>", star="{}<sup>*</sup>",
                  dagger="{}<sup>†</sup>", escape=html.escape),
 }
