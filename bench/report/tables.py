@@ -149,16 +149,17 @@ def to_markdown(table: pd.DataFrame, notes, caption: str) -> str:
 
 
 def to_latex(table: pd.DataFrame, notes, caption: str) -> str:
-    """A booktabs table environment, ready to \\input (needs \\usepackage{booktabs})."""
+    """A booktabs table environment scaled to the line width, ready to \\input."""
     escape = STYLES["latex"]["escape"]
-    lines = ["% needs \\usepackage{booktabs}", "\\begin{table}[t]", "\\centering", "\\small",
-             f"\\caption{{{escape(caption)}}}",
+    lines = ["% needs \\usepackage{booktabs} and \\usepackage{graphicx}", "\\begin{table}[t]",
+             "\\centering", "\\small", f"\\caption{{{escape(caption)}}}",
+             "\\resizebox{\\linewidth}{!}{%",
              f"\\begin{{tabular}}{{l{'c' * len(table.columns)}}}", "\\toprule",
              " & ".join([escape(table.index.name or "")] + [escape(c) for c in table.columns])
              + " \\\\", "\\midrule"]
     lines += [" & ".join([escape(str(label))] + list(row)) + " \\\\"
               for label, row in zip(table.index, table.values)]
-    lines += ["\\bottomrule", "\\end{tabular}", "", "\\footnotesize"]
+    lines += ["\\bottomrule", "\\end{tabular}}", "", "\\footnotesize"]
     lines += [escape(n).replace("*", "$^{*}$", 1).replace("†", "$^{\\dagger}$", 1) + "\\par"
               for n in notes]
     return "\n".join(lines + ["\\end{table}", ""])
