@@ -153,12 +153,14 @@ def _dataset_section(out, dataset, done, histories, labels, colours, directions,
             tables.ablation_grid(ablation, dataset, "html"), [
                 "Bold: the better mean. Wilcoxon signed-rank p over the pairs (two-sided)."],
             caption)))
+    masked = tables.comparable_values(done, columns, comparable)
+    own = [m for m in columns if masked[m].count() < done[m].count()]
     figures = [
-        plots.metric_boxes(done, dataset, columns, present, colours, directions,
+        plots.metric_boxes(masked, dataset, columns, present, colours, directions, own,
                            pdir / f"metrics_{dataset}.png") if columns else None,
         plots.tradeoff(done, dataset, present, colours, directions,
                        pdir / f"tradeoff_{dataset}.png")]
-    correlation = stats.agreement(done, columns, directions)
+    correlation = stats.agreement(masked, columns, directions)
     if correlation.shape[0] >= 2:
         files.append(_csv(correlation, tdir / f"agreement_{dataset}.csv", index=True))
         figures.append(plots.agreement_heatmap(correlation, dataset,

@@ -71,8 +71,9 @@ def _bands(ax, data: pd.DataFrame, column: str, labels, colours, legend: bool = 
 
 
 def metric_boxes(done: pd.DataFrame, dataset: str, metric_columns, labels, colours, directions,
-                 path: Path) -> Path:
-    """One panel per metric: a box per method, the seeds as points."""
+                 left_out, path: Path) -> Path:
+    """One panel per metric: a box per method, the seeds as points; `left_out`: metrics whose
+    values in another likelihood than the suite's Bernoulli are not shown."""
     fig, axes = _axes(len(metric_columns), width=4.6, height=max(2.6, 0.9 + 0.32 * len(labels)))
     jitter = np.random.RandomState(0)
     for ax, metric in zip(axes, metric_columns):
@@ -86,8 +87,10 @@ def metric_boxes(done: pd.DataFrame, dataset: str, metric_columns, labels, colou
             ax.scatter(group, y + jitter.uniform(-0.15, 0.15, len(group)), s=12,
                        color=colours[label], edgecolor="black", linewidth=0.4, zorder=3)
         ax.set_yticks(range(1, len(order) + 1), order, fontsize=8)
-        ax.set_title(f"{metric}\n({DIRECTION_NOTE.get(directions.get(metric), 'not ranked')})",
-                     fontsize=9)
+        note = DIRECTION_NOTE.get(directions.get(metric), "not ranked")
+        if metric in left_out:
+            note += "; Bernoulli-likelihood models only"
+        ax.set_title(f"{metric}\n({note})", fontsize=9)
         ax.set_xlabel("value (box: quartiles over seeds; points: seeds)", fontsize=8)
     fig.suptitle(f"{dataset}: metrics per method")
     return save(fig, path)

@@ -54,6 +54,16 @@ def comparability(done: pd.DataFrame):
     return comparable
 
 
+def comparable_values(done: pd.DataFrame, metric_columns, comparable) -> pd.DataFrame:
+    """`done` with the values that `comparable` rules out (σ-VAE's Gaussian negative ELBO and
+    reconstruction loss) set to NaN, for plots and correlations across methods."""
+    masked = done.copy()
+    for metric in metric_columns:
+        ruled_out = [not comparable(d, l, metric) for d, l in zip(done["dataset"], done["label"])]
+        masked.loc[ruled_out, metric] = np.nan
+    return masked
+
+
 def comparison(done: pd.DataFrame, labels, metric_columns, directions, comparable,
                tests: pd.DataFrame) -> pd.DataFrame:
     """One dataset's comparison, long: per (label, metric) mean, std, n, whether ranked, mark
