@@ -173,7 +173,7 @@ def agreement_heatmap(correlation: pd.DataFrame, dataset: str, path: Path):
         return None
     size = 1.5 + 0.55 * len(correlation)
     fig, ax = plt.subplots(figsize=(size + 1.5, size), layout="constrained")
-    sns.heatmap(correlation, vmin=-1, vmax=1, cmap="vlag", annot=True, fmt=".2f", square=True,
+    sns.heatmap(correlation, vmin=-1, vmax=1, cmap="vlag", annot=True, fmt=".2f",
                 cbar_kws={"label": "Spearman ρ"}, ax=ax, annot_kws={"fontsize": 7})
     ax.set_title(f"{dataset}: rank agreement between metrics over runs\n"
                  "(each metric oriented so that higher is better)", fontsize=9)

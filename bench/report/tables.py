@@ -115,8 +115,7 @@ STYLES = {
 def cell(row, style) -> str:
     """mean ± std (n), marked in `style` (bold best, underlined second, * and †)."""
     s = STYLES[style]
-    spread = f" ± {row['std']:.2g}" if pd.notna(row["std"]) else ""
-    text = s["escape"](f"{row['mean']:.3g}{spread} ({row['n']})")
+    text = s["escape"](f"{_pm(row['mean'], row['std'])} ({row['n']})")
     if row["mark"] == "best":
         text = s["bold"].format(text)
     elif row["mark"] == "second":
@@ -269,4 +268,9 @@ def beta_hat_table(done: pd.DataFrame) -> pd.DataFrame:
 
 
 def _pm(mean, std) -> str:
-    return f"{mean:.3g} ± {std:.2g}" if pd.notna(std) else f"{mean:.3g}"
+    """mean ± std, 3 and 2 significant digits (whole numbers from 1000 and 100 on)."""
+    return f"{_number(mean, 3)} ± {_number(std, 2)}" if pd.notna(std) else _number(mean, 3)
+
+
+def _number(value: float, digits: int) -> str:
+    return f"{value:.0f}" if abs(value) >= 10 ** digits else f"{value:.{digits}g}"
