@@ -36,11 +36,11 @@ FACTOR_FREE = ("unsupervised", RECONSTRUCTION)
 # its 20-minute budget.
 CPU_EXPENSIVE = ("beta-vae", "factor-vae", "dci", "dci-fast")
 RECONSTRUCTION_SIZES = {"default": 10000, "quick": 2000}
-# Which way is better for each key of `reconstruction` (None: not ranked). The first two are in
-# the model's own likelihood, so they compare only models of one likelihood; squared_error
-# compares all (see IN_MODEL_LIKELIHOOD).
+# Which way is better for each key of `reconstruction` (None: not ranked).
 RECONSTRUCTION_DIRECTIONS = {"reconstruction_loss": metrics.LOWER, "negative_elbo": metrics.LOWER,
                              "squared_error": metrics.LOWER, "kl": None}
+# Keys in the model's own likelihood: comparable only between models of one likelihood (σ-VAE's
+# Gaussian values are not the Bernoulli methods'); squared_error compares every model.
 IN_MODEL_LIKELIHOOD = ("reconstruction_loss", "negative_elbo")
 
 
