@@ -21,6 +21,7 @@ import sklearn
 import torch
 
 from disentbench import metrics
+from disentbench.bench import traversals
 from disentbench.bench.nets import VAE
 from disentbench.bench.store import RunDamaged, RunStore
 from disentbench.methods.base import RECONSTRUCTIONS, kl_normal
@@ -34,6 +35,12 @@ FACTOR_FREE = ("unsupervised", RECONSTRUCTION)
 # its 20-minute budget.
 CPU_EXPENSIVE = ("beta-vae", "factor-vae", "dci", "dci-fast")
 RECONSTRUCTION_SIZES = {"default": 10000, "quick": 2000}
+# Which way is better for each key of `reconstruction` (None: not ranked).
+RECONSTRUCTION_DIRECTIONS = {"reconstruction_loss": metrics.LOWER, "negative_elbo": metrics.LOWER,
+                             "squared_error": metrics.LOWER, "kl": None}
+# Keys in the model's own likelihood: comparable only between models of one likelihood (σ-VAE's
+# Gaussian values are not the Bernoulli methods'); squared_error compares every model.
+IN_MODEL_LIKELIHOOD = ("reconstruction_loss", "negative_elbo")
 
 
 def make_representation(model: torch.nn.Module, data, device=None, batch_size: int = 1024):
@@ -208,4 +215,6 @@ def evaluate_run(run_dir, data, names, *, size="default", seed=0, device="cpu") 
                       seed=seed, size=size, device=device, likelihood=likelihood)
     result["metrics"] = {**kept, **result["metrics"]}
     store.write_metrics(result, checkpoint)
+    traversals.render(load_model(run_dir, data, device, checkpoint), data, run_dir, seed=seed,
+                      likelihood=likelihood)     # a fresh copy: evaluate() made its layout channels-last
     return store.read_metrics()

@@ -50,6 +50,16 @@ def read_json(path):
     return json.loads(Path(path).read_text())
 
 
+def read_json_or_empty(path) -> dict:
+    """The JSON object in `path`, or {} where the file is missing, unreadable or not an object
+    (for optional files beside the runs; run files are read through the store's checks)."""
+    try:
+        value = read_json(path)
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def _json_default(obj):
     if hasattr(obj, "item"):          # numpy / torch scalars
         return obj.item()

@@ -21,6 +21,8 @@ import numpy as np
 from .utils import Codes
 
 SIZES = ("default", "quick")
+# The direction of a result key: which way is better. None: a count or a by-product, not ranked.
+HIGHER, LOWER = "higher", "lower"
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,7 @@ class Metric:
     fn: object          # fn(codes, seed, **params) -> dict of floats
     default: dict       # disentanglement_lib's study defaults
     quick: dict         # the smaller sample sizes that replace some of them for "quick"
+    directions: dict    # result key -> HIGHER, LOWER or None (not ranked)
 
     def params(self, size: str = "default", **overrides) -> dict:
         """The parameters used for `size` with `overrides`; bad names or values raise ValueError."""
@@ -50,15 +53,18 @@ class Metric:
 _METRICS: dict[str, Metric] = {}
 
 
-def register(name: str, default: dict, quick: dict):
-    """Register `fn(codes, seed, **params) -> dict` under `name` with its default parameters."""
+def register(name: str, default: dict, quick: dict, directions: dict):
+    """Register `fn(codes, seed, **params) -> dict` under `name` with its default parameters and
+    the direction of each result key (HIGHER or LOWER is better, None: not ranked)."""
     def wrap(fn):
         if name in _METRICS:
             raise ValueError(f"metric {name!r} registered twice")
         missing = set(inspect.signature(fn).parameters) - {"codes", "seed"} - set(default)
         if missing or set(quick) - set(default):
             raise ValueError(f"metric {name!r}: defaults do not match the function's parameters")
-        _METRICS[name] = Metric(name, fn, dict(default), dict(quick))
+        if set(directions.values()) - {HIGHER, LOWER, None}:
+            raise ValueError(f"metric {name!r}: a direction is {HIGHER!r}, {LOWER!r} or None")
+        _METRICS[name] = Metric(name, fn, dict(default), dict(quick), dict(directions))
         return fn
     return wrap
 
@@ -74,6 +80,15 @@ def get(name: str) -> Metric:
     if name not in _METRICS:
         raise ValueError(f"unknown metric {name!r}; valid metrics: {', '.join(sorted(_METRICS))}")
     return _METRICS[name]
+
+
+def directions() -> dict[str, str | None]:
+    """"metric/key" -> HIGHER, LOWER or None for every registered metric's result keys and for
+    evaluation's reconstruction keys (declared in bench/evaluate.py beside their computation)."""
+    from disentbench.bench.evaluate import RECONSTRUCTION, RECONSTRUCTION_DIRECTIONS  # imports us
+    _import_all()
+    found = {f"{m.name}/{key}": d for m in _METRICS.values() for key, d in m.directions.items()}
+    return found | {f"{RECONSTRUCTION}/{key}": d for key, d in RECONSTRUCTION_DIRECTIONS.items()}
 
 
 def compute(name: str, data, represent, seed=0, size: str = "default",
@@ -111,4 +126,5 @@ def _import_all():
         importlib.import_module(f"{__name__}.{module.name}")
 
 
-__all__ = ["Codes", "Metric", "SIZES", "available", "compute", "get", "register"]
+__all__ = ["Codes", "HIGHER", "LOWER", "Metric", "SIZES", "available", "compute", "directions",
+           "get", "register"]

@@ -4,12 +4,16 @@ import numpy as np
 import scipy.stats
 from sklearn import ensemble
 
-from . import boosting, register
+from . import HIGHER, boosting, register
 from .utils import factor_codes
+
+# informativeness is a classification accuracy (METRICS.md §5)
+DCI_DIRECTIONS = dict(disentanglement=HIGHER, completeness=HIGHER, informativeness_train=HIGHER,
+                      informativeness_test=HIGHER)
 
 
 @register("dci", default=dict(num_train=10000, num_test=5000, batch_size=16),
-          quick=dict(num_train=2000, num_test=1000))
+          quick=dict(num_train=2000, num_test=1000), directions=DCI_DIRECTIONS)
 def dci(codes, seed, num_train, num_test, batch_size):
     """DCI with dlib's booster: one GradientBoostingClassifier() (all defaults) per factor on the
     raw codes; importances = its impurity-based feature_importances_; informativeness =
@@ -18,7 +22,7 @@ def dci(codes, seed, num_train, num_test, batch_size):
 
 
 @register("dci-fast", default=dict(num_train=10000, num_test=5000, batch_size=16),
-          quick=dict(num_train=2000, num_test=1000))
+          quick=dict(num_train=2000, num_test=1000), directions=DCI_DIRECTIONS)
 def dci_fast(codes, seed, num_train, num_test, batch_size):
     """DCI with `boosting.fit_predict`, the reference's booster compiled with numba (same model,
     same random feature order, each feature sorted once per fit; see boosting.py): the

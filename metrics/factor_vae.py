@@ -1,12 +1,14 @@
 """FactorVAE score (Kim & Mnih, 2018), as dlib's `factor_vae.compute_factor_vae`."""
 import numpy as np
 
-from . import register
+from . import HIGHER, register
 
 
 @register("factor-vae", default=dict(num_train=10000, num_eval=5000, num_variance_estimate=10000,
                                      batch_size=64, prune_threshold=0.05),
-          quick=dict(num_train=2000, num_eval=1000, num_variance_estimate=2000))
+          quick=dict(num_train=2000, num_eval=1000, num_variance_estimate=2000),
+          directions=dict(train_accuracy=HIGHER, eval_accuracy=HIGHER, num_active_dims=None,
+                          dlib_num_active_dims=None))
 def factor_vae(codes, seed, num_train, num_eval, num_variance_estimate, batch_size,
                prune_threshold):
     """Accuracy of the majority-vote classifier from "code dim of least normalised variance" to

@@ -1,12 +1,13 @@
 """Interventional Robustness Score (Suter et al., 2019), as dlib's `irs.compute_irs`."""
 import numpy as np
 
-from . import register
+from . import HIGHER, register
 from .utils import factor_codes, histogram_discretize
 
 
 @register("irs", default=dict(num_train=10000, batch_size=16, num_bins=20, diff_quantile=0.99),
-          quick=dict(num_train=2000))
+          quick=dict(num_train=2000),
+          directions=dict(IRS=HIGHER, num_active_dims=None, dlib_num_active_dims=None))
 def irs(codes, seed, num_train, batch_size, num_bins, diff_quantile):
     """IRS of the non-constant code dims, factors discretised into `num_bins` bins as dlib does.
 

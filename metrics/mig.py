@@ -1,12 +1,12 @@
 """Mutual Information Gap (Chen et al., 2018), as dlib's `mig.compute_mig`."""
 import numpy as np
 
-from . import register
+from . import HIGHER, register
 from .utils import discrete_entropy, discrete_mutual_info, factor_codes, histogram_discretize
 
 
 @register("mig", default=dict(num_train=10000, batch_size=16, num_bins=20),
-          quick=dict(num_train=2000))
+          quick=dict(num_train=2000), directions=dict(discrete_mig=HIGHER))
 def mig(codes, seed, num_train, batch_size, num_bins):
     """discrete_mig = mean over factors of (largest - second largest MI of a code with the
     factor) / entropy of the factor; codes in `num_bins` per-dim equal-width bins, nats."""

@@ -7,13 +7,15 @@ from sklearn import linear_model, metrics, preprocessing
 from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
 
-from . import register
+from . import HIGHER, register
 from .utils import discrete_mutual_info, factor_codes, histogram_discretize, normalize_data
 
 
 @register("modularity-explicitness",
           default=dict(num_train=10000, num_test=5000, batch_size=16, num_bins=20),
-          quick=dict(num_train=2000, num_test=1000))
+          quick=dict(num_train=2000, num_test=1000),
+          directions=dict(modularity_score=HIGHER, explicitness_score_train=HIGHER,
+                          explicitness_score_test=HIGHER))
 def modularity_explicitness(codes, seed, num_train, num_test, batch_size, num_bins):
     """modularity_score from the MI of discretised codes and factors (dead codes count 0);
     explicitness_score_train/_test = mean over factors of the macro one-vs-rest ROC AUC of a

@@ -5,12 +5,12 @@ import numpy as np
 from sklearn import svm
 from sklearn.exceptions import ConvergenceWarning
 
-from . import register
+from . import HIGHER, register
 from .utils import factor_codes
 
 
 @register("sap", default=dict(num_train=10000, num_test=5000, batch_size=16),
-          quick=dict(num_train=2000, num_test=1000))
+          quick=dict(num_train=2000, num_test=1000), directions=dict(SAP_score=HIGHER))
 def sap(codes, seed, num_train, num_test, batch_size):
     """SAP with discrete factors (the study default): S[i, j] = test accuracy of a 1-D
     LinearSVC(C=0.01, class_weight="balanced") predicting factor j from code i;
@@ -34,7 +34,7 @@ def sap(codes, seed, num_train, num_test, batch_size):
 
 
 @register("sap-continuous", default=dict(num_train=10000, batch_size=16),
-          quick=dict(num_train=2000))
+          quick=dict(num_train=2000), directions=dict(SAP_score=HIGHER))
 def sap_continuous(codes, seed, num_train, batch_size):
     """SAP with continuous factors (dlib's `continuous_factors=True`): S[i, j] = squared Pearson
     correlation of code i and factor j on the train sample (0 if the code's variance is

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from disentbench import methods
-from disentbench.bench import report
+from disentbench.bench.report.load import read_results
 from disentbench.bench.evaluate import evaluate, evaluate_run, load_model
 from disentbench.bench.spec import RunSpec
 from disentbench.bench.store import RunDamaged, RunStore
@@ -50,7 +50,7 @@ def test_extending_a_run_recomputes_its_stale_metrics(tmp_path, data):
     run = finished(tmp_path, data, steps=4)
     first = evaluate_run(run, data, ["irs"], size="quick")
     finished(tmp_path, data, steps=6)
-    assert "irs/IRS" not in report.collect(tmp_path)              # stale until evaluated again
+    assert "irs/IRS" not in read_results(tmp_path).runs              # stale until evaluated again
     second = evaluate_run(run, data, ["irs"], size="quick")
     assert second["trained_step"] == 6 and second["checkpoint"] != first["checkpoint"]
     now = evaluate(data, model=load_model(run, data), names=["irs"], size="quick")
@@ -107,7 +107,7 @@ def test_history_cut_mid_row_is_damage_when_resuming(tmp_path, data):
 def test_report_refuses_a_damaged_history(tmp_path, data, cut, message):
     run = finished(tmp_path, data)
     (run / "history.csv").write_text(cut((run / "history.csv").read_text()))
-    row = report.collect(tmp_path).iloc[0]
+    row = read_results(tmp_path).runs.iloc[0]
     assert row["status"] == "damaged" and "history.csv" in row["reason"]
     assert message in row["reason"]
     with pytest.raises(RunDamaged, match="history.csv"):
@@ -121,7 +121,7 @@ def test_non_object_status_json_is_damage_not_a_traceback(tmp_path, data, text):
     result = train(spec(), tmp_path, data=data, device="cpu")
     assert result.status == "failed" and "status.json" in result.reason
     assert (run / "status.json").read_text() == text                 # left as evidence
-    row = report.collect(tmp_path).iloc[0]
+    row = read_results(tmp_path).runs.iloc[0]
     assert row["status"] == "damaged" and "status.json" in row["reason"]
     assert RunStore(run).read_status()["status"] == "damaged"
     assert RunStore(run).state(spec()).kind == "damaged"
@@ -131,11 +131,11 @@ def test_non_object_status_json_is_damage_not_a_traceback(tmp_path, data, text):
 def test_non_object_metrics_json_is_recomputed_with_a_warning(tmp_path, data, text):
     run = finished(tmp_path, data)
     (run / "metrics.json").write_text(text)
-    assert report.collect(tmp_path).iloc[0]["status"] == "damaged"
+    assert read_results(tmp_path).runs.iloc[0]["status"] == "damaged"
     with pytest.warns(UserWarning, match="metrics.json"):
         result = evaluate_run(run, data, ["irs"], size="quick")
     assert "IRS" in result["metrics"]["irs"]["values"]
-    assert report.collect(tmp_path).iloc[0]["status"] == "done"
+    assert read_results(tmp_path).runs.iloc[0]["status"] == "done"
 
 
 # ---- classification, repair, failures ----------------------------------------------------------
@@ -162,7 +162,7 @@ def test_repair_moves_the_damaged_folder_aside_and_trains_again(tmp_path, data):
     assert "moved to seed0.damaged-" in result.warnings[0]
     assert read(run / "status.json")["warnings"] == result.warnings
     assert RunStore(run).state(spec()).kind == "done"
-    assert len(report.collect(tmp_path)) == 1                       # the moved folder is not a run
+    assert len(read_results(tmp_path).runs) == 1                       # the moved folder is not a run
 
 
 class Flaky(Method):

@@ -1,0 +1,4 @@
+"""`python -m disentbench.bench.report [results]`"""
+from . import main
+
+raise SystemExit(main())

@@ -1,0 +1,69 @@
+"""The report page in a real browser: headless Chromium (Debian's chromium and chromium-driver)
+driven by selenium loads results/index.html from disk."""
+import shutil
+
+import pandas as pd
+import pytest
+
+from disentbench.bench import report
+from tests.report_runs import synthetic_results
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+
+@pytest.fixture
+def browser():
+    webdriver = pytest.importorskip(
+        "selenium.webdriver", reason="selenium is not installed (pip install -e '.[test]')")
+    if not CHROMIUM or not CHROMEDRIVER:
+        pytest.skip("Chromium or chromedriver not found on PATH (Debian: apt-get install "
+                    "chromium chromium-driver; .ci/run installs them)")
+    from selenium.webdriver.chrome.service import Service
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--window-size=1400,1000"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+def test_page_renders_with_every_image_and_the_best_in_bold(tmp_path, browser):
+    synthetic_results(tmp_path, datasets=("dsprites",),
+                      labels=("vae", "beta-vae", "control-vae", "l-vae",
+                              "beta-vae-fixed-beta-hat"), seeds=3, steps=4)
+    report.build(tmp_path)
+    browser.get((tmp_path / "index.html").as_uri())
+    images = browser.find_elements("tag name", "img")
+    assert len(images) >= 10
+    broken = [i.get_attribute("src") for i in images
+              if not browser.execute_script("return arguments[0].complete && "
+                                            "arguments[0].naturalWidth > 0", i)]
+    assert not broken, f"images that did not load: {broken}"
+    tables = browser.find_elements("tag name", "table")
+    captions = [t.find_element("tag name", "caption").text for t in tables
+                if t.find_elements("tag name", "caption")]
+    assert "dsprites: methods × headline metrics" in captions
+    assert any("learned β̂ against β fixed to it" in c for c in captions)
+
+    comparison = tables[[t.find_elements("tag name", "caption") and
+                         t.find_element("tag name", "caption").text for t in tables]
+                        .index("dsprites: methods × headline metrics")]
+    header = [th.text for th in comparison.find_elements("css selector", "thead th")]
+    column = header.index("mig/discrete_mig ↑")
+    bold = [row for row in comparison.find_elements("css selector", "tbody tr")
+            if row.find_elements("css selector", f"td:nth-child({column + 1}) strong")]
+    assert len(bold) == 1
+    label = bold[0].find_element("tag name", "th").text
+    cell = bold[0].find_element("css selector", f"td:nth-child({column + 1})").text
+    summary = pd.read_csv(tmp_path / "tables/summary.csv").set_index("label")
+    best = summary["mig/discrete_mig:mean"].idxmax()
+    assert label == best
+    assert float(cell.split(" ")[0]) == pytest.approx(summary.at[best, "mig/discrete_mig:mean"],
+                                                      rel=5e-3)
+    screenshot = tmp_path / "index.png"
+    browser.save_screenshot(str(screenshot))
+    assert screenshot.stat().st_size > 10_000
+    print(f"screenshot: {screenshot}")
