@@ -18,6 +18,7 @@ import torch
 
 from disentbench import methods
 from disentbench.bench import data as datasets
+from disentbench.bench import diagnostics
 from disentbench.bench.io import atomic_path, read_json, read_json_or_empty, write_json, write_text
 from disentbench.bench.nets import VAE
 from disentbench.bench.spec import RunSpec
@@ -83,7 +84,8 @@ class Trainer:
                                       dataset_size=len(data), steps=spec.steps,
                                       sample_batch=self.sample_batch, device=device))
         self.optimizer = torch.optim.Adam(
-            list(self.model.parameters()) + self.method.optimised_with_model(), lr=spec.lr)
+            [{"params": list(self.model.parameters())}, *self.method.param_groups(spec.lr)],
+            lr=spec.lr)
         self.nonfinite = torch.zeros((), dtype=torch.bool, device=device)
         self.done_steps = 0
 
@@ -95,6 +97,7 @@ class Trainer:
         x = self.sample_batch()
         out = self.model(x)
         terms = self.method.loss(x, out, self.done_steps)
+        self.posterior = out.mu.detach(), out.logvar.detach()     # for row()'s diagnostics
         self.optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         self.optimizer.step()
@@ -106,6 +109,7 @@ class Trainer:
     def row(self, terms: dict) -> dict:
         """One history row; the only host sync of a logging step."""
         values = {k: v.detach() for k, v in terms.items()}
+        values.update(diagnostics.latent_activity(*self.posterior))
         for name, value in self.method.logged().items():
             value = torch.as_tensor(value).detach()
             if value.numel() == 1:
@@ -172,7 +176,7 @@ def train(spec: RunSpec, out, data=None, device=None, progress=None) -> RunResul
         return RunResult(spec, run_dir, "skipped", read_status(run_dir)["step"])
     device = pick_device(device)
     started = time.perf_counter()
-    trainer = None
+    trainer, history = None, []
     try:
         if data is None:
             data = datasets.load(spec.dataset).to(device)
@@ -197,6 +201,8 @@ def train(spec: RunSpec, out, data=None, device=None, progress=None) -> RunResul
               "device": str(device), "seconds": round(seconds, 3)}
     if failure:
         status["reason"] = failure
+    if warnings := diagnostics.warnings_from_history(history, spec.method):
+        status["warnings"] = warnings
     write_json(run_dir / "status.json", status)
     return RunResult(spec, run_dir, status["status"], step, failure or "", seconds)
 
