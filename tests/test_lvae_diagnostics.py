@@ -128,11 +128,11 @@ def rows(active, **columns):
 
 
 def test_collapse_then_recovery_is_no_warning():
-    assert warnings_from_history(rows([3, 0, 0, 0, 2]), "vae") == []
+    assert warnings_from_history(rows([3, 0, 0, 0, 1]), "vae") == []
 
 
 def test_collapse_to_the_end_warns_with_the_first_step_of_the_collapse():
-    warnings = warnings_from_history(rows([3, 0, 2, 0, 0, 0]), "vae")
+    warnings = warnings_from_history(rows([3, 0, 1, 0, 0, 0]), "vae")
     assert len(warnings) == 1 and warnings[0].startswith("posterior collapse at step 100")
     assert warnings_from_history(rows([0]), "beta-vae")[0].startswith(
         "posterior collapse at step 25")
