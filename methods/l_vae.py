@@ -19,9 +19,9 @@ def sigma_lr(value, method: str) -> float | None:
     except (TypeError, ValueError):
         number = math.nan
     if not (math.isfinite(number) and number >= 0):
-        raise ValueError(f"{method}.sigma_lr must be a finite number >= 0 (the learning rate of the σ "
-                         f"parameters; 0 freezes σ at 1), got {value!r}; leave it unset to use "
-                         f"the run's --lr")
+        raise ValueError(f"{method}.sigma_lr must be a finite number >= 0 (the learning rate "
+                         f"of the σ parameters; 0 freezes σ at 1), got {value!r}; leave it unset "
+                         f"to use the run's --lr")
     return number
 
 
