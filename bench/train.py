@@ -18,6 +18,7 @@ import torch
 
 from disentbench import methods
 from disentbench.bench import data as datasets
+from disentbench.bench import diagnostics
 from disentbench.bench.nets import VAE
 from disentbench.bench.spec import RunSpec
 from disentbench.bench.store import RunConflict  # noqa: F401  (raised by train; callers catch it here)
@@ -58,7 +59,8 @@ class Trainer:
                                       dataset_size=len(data), steps=spec.steps,
                                       sample_batch=self.sample_batch, device=device))
         self.optimizer = torch.optim.Adam(
-            list(self.model.parameters()) + self.method.optimised_with_model(), lr=spec.lr)
+            [{"params": list(self.model.parameters())}, *self.method.param_groups(spec.lr)],
+            lr=spec.lr)
         self.nonfinite = torch.zeros((), dtype=torch.bool, device=device)
         self.done_steps = 0
 
@@ -70,6 +72,7 @@ class Trainer:
         x = self.sample_batch()
         out = self.model(x)
         terms = self.method.loss(x, out, self.done_steps)
+        self.posterior = out.mu.detach(), out.logvar.detach()     # for row()'s diagnostics
         self.optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         self.optimizer.step()
@@ -81,6 +84,7 @@ class Trainer:
     def row(self, terms: dict) -> dict:
         """One history row; the only host sync of a logging step."""
         values = {k: v.detach() for k, v in terms.items()}
+        values.update(diagnostics.latent_activity(*self.posterior))
         for name, value in self.method.logged().items():
             value = torch.as_tensor(value).detach()
             if value.numel() == 1:
@@ -181,6 +185,8 @@ def train(spec: RunSpec, out, data=None, device=None, progress=None, *,
     except Exception as err:                     # isolate the run: record and return
         failure, error = f"{type(err).__name__}: {err}", traceback.format_exc()
     step = trainer.done_steps if trainer else state.step
+    for warning in diagnostics.warnings_from_history(state.history, spec.method):
+        store.warn(warning)
     final = store.finish(step, failure, error)
     return RunResult(spec, store.dir, final["status"], step, failure or "",
                      time.perf_counter() - started, final.get("warnings", []))

@@ -77,9 +77,10 @@ def parse_value(method: str, key: str, text: str):
             return False
         raise ValueError(f"{method}.{key} expects true/false, got {text!r}")
     try:
-        return type(default)(text) if default is not None else text
+        value = type(default)(text) if default is not None else text
     except ValueError:
         raise ValueError(f"{method}.{key} expects a {type(default).__name__}, got {text!r}") from None
+    return cls(**{key: value}).hparams[key]     # the method's own checks (e.g. L-VAE's sigma_lr)
 
 
 __all__ = ["Method", "all_methods", "available", "create", "get", "parse_value", "register"]

@@ -55,7 +55,8 @@ class Method(nn.Module):
 
     Subclasses set `params` (tunable parameter -> default) and implement `loss`. Learnable
     parameters of the method are trained with the network by the harness's optimiser, unless
-    `optimised_with_model` says otherwise (e.g. FactorVAE's discriminator).
+    `optimised_with_model` says otherwise (e.g. FactorVAE's discriminator); `param_groups` says
+    with which learning rate (e.g. L-VAE's `sigma_lr`).
     """
     name: ClassVar[str] = ""
     params: ClassVar[dict] = {}
@@ -98,6 +99,17 @@ class Method(nn.Module):
         """Given a logged history row (host floats), a reason to stop the run as failed, or None."""
         return None
 
+    @classmethod
+    def history_warnings(cls, rows: list[dict]) -> list[str]:
+        """Given the whole logged history (host floats), signs that the run finished but went
+        wrong in a way particular to the method (e.g. L-VAE's σ running away); [] if none."""
+        return []
+
     def optimised_with_model(self):
         """The method's parameters that the harness's Adam trains together with the network."""
         return list(self.parameters())
+
+    def param_groups(self, lr: float) -> list[dict]:
+        """Adam parameter groups of `optimised_with_model`; `lr` is the run's learning rate."""
+        params = self.optimised_with_model()
+        return [{"params": params, "lr": lr}] if params else []

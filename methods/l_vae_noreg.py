@@ -2,9 +2,7 @@ import torch
 
 from . import register
 from .base import kl_normal
-from .l_vae import LVAE
-
-SIGMA2_RANGE = (1e-4, 1e4)
+from .l_vae import LVAE, SIGMA2_RANGE
 
 
 @register("l-vae-noreg", in_all=False)

@@ -2,11 +2,12 @@ import torch
 from torch import nn
 
 from . import register
-from .base import Method, kl_per_dim
+from .base import kl_per_dim
+from .l_vae import SigmaWeighted
 
 
 @register("l-vae-perdim", in_all=False)
-class LVAEPerDim(Method):
+class LVAEPerDim(SigmaWeighted):
     """L-VAE with one σ1 per latent dimension (an ablation of L-VAE, Mogultay Ozcan et al. 2025):
 
         loss = L_R / σ0² + Σ_j KL_j / σ1j² + σ0² + Σ_j σ1j²,      β̂_j = σ0² / σ1j²,
@@ -14,7 +15,7 @@ class LVAEPerDim(Method):
     KL_j the KL of latent dimension j (mean over the batch). Each dimension gets its own learned
     β̂_j (logged as beta_hat_0, beta_hat_1, ...; σ1j as sigma1_0, ...). All σ start at 1 and are
     stored as log σ² (created at bind, when the latent size is known) and trained by the
-    network's optimiser; each σ² settles at sqrt(its term), as in L-VAE.
+    network's Adam at `sigma_lr` (as in L-VAE); each σ² settles at sqrt(its term).
     """
 
     def bind(self, context):

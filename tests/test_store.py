@@ -20,6 +20,12 @@ def data():
     return tiny_dsprites_like()
 
 
+
+def store_warnings(result) -> list[str]:
+    """The store's own warnings of a run (a few steps on `tiny` have not opened any latent
+    dimension yet, so the training diagnostics add a posterior-collapse warning: not ours)."""
+    return [w for w in result.warnings if not w.startswith("posterior collapse")]
+
 def spec(method="vae", steps=4, **kw):
     return RunSpec(method, "tiny", 0, steps, batch_size=kw.pop("batch_size", 8),
                    log_every=kw.pop("log_every", 2), **kw)
@@ -159,7 +165,7 @@ def test_repair_moves_the_damaged_folder_aside_and_trains_again(tmp_path, data):
     assert result.status == "done" and result.step == 4
     aside = [p for p in run.parent.iterdir() if p.name.startswith("seed0.damaged-")]
     assert len(aside) == 1 and (aside[0] / "model.pt").is_file()
-    assert "moved to seed0.damaged-" in result.warnings[0]
+    assert "moved to seed0.damaged-" in store_warnings(result)[0]
     assert read(run / "status.json")["warnings"] == result.warnings
     assert RunStore(run).state(spec()).kind == "done"
     assert len(read_results(tmp_path).runs) == 1                       # the moved folder is not a run
@@ -226,10 +232,12 @@ def test_interrupted_run_resumes_exactly_and_seconds_add_up(tmp_path, data):
     stopped = read(run / "status.json")
     assert stopped["status"] == "running" and stopped["checkpoint_step"] == 4
     assert "rerunning resumes from step 4" in stopped["stopped"] and "heartbeat" in stopped
+    columns = (run / "history.csv").read_text().splitlines()[0].count(",")
     with open(run / "history.csv", "a") as f:          # a crash after a history write
-        f.write("6," + ",".join(["1.0"] * 3) + "\n")
+        f.write("6," + ",".join(["1.0"] * columns) + "\n")
     result = train(spec(steps=8, checkpoint_every=4), tmp_path / "cut", data=data, device="cpu")
-    assert result.status == "done" and not result.warnings
+    assert result.status == "done"       # exact resume: no restart warning (8 steps: KL not yet open)
+    assert store_warnings(result) == []
     assert (run / "history.csv").read_text() == (straight / "history.csv").read_text()
     assert read(run / "status.json")["seconds"] >= stopped["seconds"] + result.seconds - 0.01
 
@@ -250,8 +258,8 @@ def test_extending_a_finished_run_says_it_restarts_the_optimiser(tmp_path, data)
     finished(tmp_path, data, steps=4)
     result = train(spec(steps=6), tmp_path, data=data, device="cpu")
     assert result.status == "done" and result.step == 6
-    assert len(result.warnings) == 1
-    assert "extended from step 4 to 6 with the optimiser restarted" in result.warnings[0]
+    assert len(store_warnings(result)) == 1
+    assert "extended from step 4 to 6 with the optimiser restarted" in store_warnings(result)[0]
     status = read(result.run_dir / "status.json")
     assert status["warnings"] == result.warnings
     assert [row["step"] for row in RunStore(result.run_dir).read_history()] == [2, 4, 6]
@@ -270,5 +278,5 @@ def test_a_crash_between_checkpoint_and_status_resumes_from_the_checkpoint(tmp_p
     state = RunStore(run).state(spec(steps=8))
     assert (state.kind, state.step, len(state.history)) == ("resumable", 8, 4)
     result = train(spec(steps=8), tmp_path, data=data, device="cpu")
-    assert result.status == "done" and result.step == 8 and not result.warnings
+    assert result.status == "done" and result.step == 8 and not store_warnings(result)
     assert (run / "history.csv").read_text() == history
