@@ -6,6 +6,7 @@ run with `python -m pytest -m install`.
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -32,8 +33,10 @@ def _top_level_names(wheel: Path) -> set[str]:
 
 
 def test_wheel_installs_one_name_and_ignores_shadowing_modules(tmp_path):
-    dist = tmp_path / "dist"
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(dist), str(ROOT)])
+    source, dist = tmp_path / "source", tmp_path / "dist"     # built from a copy: no build/ here
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "results", "*.egg-info", "__pycache__", ".pytest_cache"))
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(dist), str(source)])
     (wheel,) = dist.glob("disentbench-*.whl")
     assert _top_level_names(wheel) == {"disentbench"}
 
