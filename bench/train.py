@@ -18,6 +18,7 @@ import torch
 
 from disentbench import methods
 from disentbench.bench import data as datasets
+from disentbench.bench import precision as precisions
 from disentbench.bench.io import atomic_path, read_json, read_json_or_empty, write_json, write_text
 from disentbench.bench.nets import VAE
 from disentbench.bench.spec import RunSpec
@@ -71,8 +72,9 @@ def check_resumable(spec: RunSpec, run_dir: Path) -> None:
 class Trainer:
     """Holds the state of one run; `step()` is one optimiser update (easy to wrap or time)."""
 
-    def __init__(self, spec: RunSpec, data, device: torch.device):
+    def __init__(self, spec: RunSpec, data, device: torch.device, precision: str = "fp32"):
         self.spec, self.data, self.device = spec, data, device
+        self.precision = precisions.resolve(precision, device)
         torch.manual_seed(spec.seed)
         self.model = VAE(data.num_channels, spec.latent_dim).to(device)
         self.method = methods.create(spec.method, **dict(spec.params)).to(device)
@@ -93,7 +95,7 @@ class Trainer:
 
     def step(self) -> dict:
         x = self.sample_batch()
-        out = self.model(x)
+        out = precisions.forward(self.model, x, self.precision)
         terms = self.method.loss(x, out, self.done_steps)
         self.optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
@@ -158,11 +160,12 @@ def _save_checkpoint(trainer: Trainer, path: Path) -> None:
         torch.save(trainer.state_dict(), tmp)
 
 
-def train(spec: RunSpec, out, data=None, device=None, progress=None) -> RunResult:
+def train(spec: RunSpec, out, data=None, device=None, progress=None,
+          precision: str = "fp32") -> RunResult:
     """Train `spec` into its folder under `out`, resuming from its checkpoint if there is one.
 
     `data` is the loaded dataset (loaded here if None); `progress(n)` is called with the number of
-    newly completed steps. Never raises for a failing run: a non-finite loss, a diverging method
+    newly completed steps; `precision` is auto|bf16|fp32 (bench.precision), recorded in config.json. Never raises for a failing run: a non-finite loss, a diverging method
     or an exception ends the run with status "failed" and the reason. RunConflict is raised if the
     folder holds a different run.
     """
@@ -176,13 +179,14 @@ def train(spec: RunSpec, out, data=None, device=None, progress=None) -> RunResul
     try:
         if data is None:
             data = datasets.load(spec.dataset).to(device)
-        trainer = Trainer(spec, data, device)
+        trainer = Trainer(spec, data, device, precision)
         checkpoint = run_dir / "model.pt"
         if checkpoint.is_file():
             trainer.load_state_dict(torch.load(checkpoint, map_location=device, weights_only=False))
         history = _read_history(run_dir / "history.csv", trainer.done_steps)
         write_json(run_dir / "config.json", {
-            "spec": spec.to_dict(), "device": str(device), "dataset_size": len(data),
+            "spec": spec.to_dict(), "device": str(device), "precision": trainer.precision,
+            "dataset_size": len(data),
             "method_params": trainer.method.hparams, "torch": torch.__version__,
             "reconstruction": trainer.method.reconstruction_loss})
         write_json(run_dir / "status.json", {"status": "running", "step": trainer.done_steps,

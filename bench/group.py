@@ -1,0 +1,208 @@
+"""Seed groups: runs that differ only in seed, trained together as one stacked model.
+
+Every member is a full `Trainer` (bench/train.py) built exactly as a single run builds it (the
+same `torch.manual_seed(seed)`, network, method, optimiser and data generator), so each member
+keeps its own initialisation, data stream, optimiser state and method state (σ's, controllers,
+FactorVAE's discriminator and its Adam). One group step then:
+- samples each member's batch from its own generator;
+- stacks the members' weights (`torch.stack`, differentiable, so gradients reach each member's
+  own parameters) and runs the encoder and decoder once for all members with
+  `torch.func.vmap` over `functional_call` (batched convolutions and matrix products);
+- draws each member's reparameterisation noise from that member's own copy of the global RNG
+  (captured right after its Trainer was built: exactly the stream its single run would use), and
+  lets FactorVAE's `after_step` (second batch, noise, permutation) use that copy too;
+- computes each member's loss with its own method, back-propagates their sum (the members share
+  no weight, so member k receives exactly the gradient of its own loss) and steps each member's
+  own Adam and method.
+So member k follows its single run up to float rounding: the stacked convolutions sum in another
+order than single ones (tests/test_group.py bounds the difference). Adam is elementwise, so a
+per-member Adam and one Adam over the stacked weights compute the same update; per-member Adams
+are kept because they give each member the exact optimiser state dict of its single run.
+
+A member that goes non-finite or diverges fails alone (`failures`, `drop`); the others go on.
+`member_state_dict(k)` is what `Trainer.state_dict()` of that seed's single run would hold, so
+a member is saved as its own run folder and resumes or is evaluated alone. `train_group` trains a
+group into the members' own run folders; `should_group` is the `--group-seeds auto` rule.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import time
+import traceback
+
+import torch
+from torch.func import functional_call, vmap
+
+from disentbench.bench import precision as precisions
+from disentbench.bench.io import write_json, write_text
+from disentbench.bench.nets import Output
+from disentbench.bench.spec import RunSpec
+from disentbench.bench.train import RunResult, Trainer
+
+
+def check_seed_group(specs: list[RunSpec]) -> None:
+    """ValueError unless `specs` are at least one run, with distinct seeds, equal in all else."""
+    if not specs:
+        raise ValueError("a seed group needs at least one run")
+    first = {k: v for k, v in specs[0].to_dict().items() if k != "seed"}
+    for spec in specs[1:]:
+        other = {k: v for k, v in spec.to_dict().items() if k != "seed"}
+        if other != first:
+            diff = ", ".join(k for k in first if first[k] != other.get(k))
+            raise ValueError(f"runs of a seed group may differ only in seed; {diff} differ")
+    seeds = [spec.seed for spec in specs]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"a seed group needs distinct seeds, got {seeds}")
+
+
+def row_values(terms: dict, method) -> dict[str, torch.Tensor]:
+    """The 0-d tensors of one history row (loss terms, then the method's logged values, vectors
+    split into name_0, name_1, ...), as `Trainer.row` names them."""
+    values = {k: v.detach().reshape(()) for k, v in terms.items()}
+    for name, value in method.logged().items():
+        value = torch.as_tensor(value).detach()
+        if value.numel() == 1:
+            values[name] = value.reshape(())
+        else:
+            values.update({f"{name}_{i}": v for i, v in enumerate(value.reshape(-1))})
+    return values
+
+
+def _rng_state(device: torch.device) -> dict:
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(device: torch.device, state: dict) -> None:
+    torch.set_rng_state(state["cpu"])
+    if device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+class GroupTrainer:
+    """Trains runs that differ only in seed as one stacked model; see the module docstring.
+
+    `members` are the live members' Trainers, in the order of `specs` minus dropped ones;
+    `failed` maps a dropped member's seed to its reason.
+    """
+
+    def __init__(self, specs: list[RunSpec], data, device, precision: str = "fp32"):
+        check_seed_group(specs)
+        self.device = torch.device(device)
+        self.precision = precisions.resolve(precision, self.device)
+        self.members: list[Trainer] = []
+        self.rng: list[dict] = []                  # each member's copy of the global RNG
+        for spec in specs:
+            self.members.append(Trainer(spec, data, self.device, self.precision))
+            self.rng.append(_rng_state(self.device))
+        template = copy.deepcopy(self.members[0].model).to("meta")
+        self._encode = vmap(lambda p, x: functional_call(template.encoder, p, (x,)))
+        self._decode = vmap(lambda p, z: functional_call(template.decoder, p, (z,)))
+        self.failed: dict[int, str] = {}
+        self._nonfinite_at_rows: list[bool] = []
+
+    @property
+    def specs(self) -> list[RunSpec]:
+        return [m.spec for m in self.members]
+
+    @property
+    def done_steps(self) -> int:
+        return self.members[0].done_steps if self.members else 0
+
+    @contextlib.contextmanager
+    def member_rng(self, k: int):
+        """Run a block on member k's copy of the global RNG (saved back afterwards)."""
+        _set_rng_state(self.device, self.rng[k])
+        try:
+            yield
+        finally:
+            self.rng[k] = _rng_state(self.device)
+
+    def _stacked(self, part: str) -> dict[str, torch.Tensor]:
+        named = [dict(getattr(m.model, part).named_parameters()) for m in self.members]
+        return {name: torch.stack([n[name] for n in named]) for name in named[0]}
+
+    def forward(self, x: torch.Tensor) -> Output:
+        """All members' outputs, stacked (k, n, ...), in fp32; x is (k, n, C, H, W)."""
+        with precisions.autocast(self.precision, self.device):
+            mu, logvar = self._encode(self._stacked("encoder"), x)
+            noise = []
+            for k in range(len(self.members)):
+                with self.member_rng(k):
+                    noise.append(torch.randn_like(mu[k]))
+            z = mu + torch.stack(noise) * torch.exp(0.5 * logvar)
+            logits = self._decode(self._stacked("decoder"), z)
+        return Output(*(t.float() for t in (mu, logvar, z, logits)))
+
+    def step(self) -> list[dict]:
+        """One optimiser update of every member; returns each member's loss terms."""
+        if not self.members:
+            raise RuntimeError("every member of this seed group has failed")
+        xs = [m.sample_batch() for m in self.members]
+        out = self.forward(torch.stack(xs))
+        outs, terms = [Output(*(t[k] for t in out)) for k in range(len(xs))], []
+        for k, m in enumerate(self.members):
+            with self.member_rng(k):
+                terms.append(m.method.loss(xs[k], outs[k], m.done_steps))
+            m.optimizer.zero_grad(set_to_none=True)
+        torch.stack([t["loss"] for t in terms]).sum().backward()
+        for k, m in enumerate(self.members):
+            m.optimizer.step()
+            with self.member_rng(k):
+                m.method.after_step(xs[k], outs[k], terms[k], m.done_steps)
+            m.nonfinite |= ~torch.isfinite(terms[k]["loss"].detach())
+            m.done_steps += 1
+        return terms
+
+    def rows(self, terms: list[dict]) -> list[dict]:
+        """One history row per member (as `Trainer.row` would write it), with one host sync."""
+        values = [row_values(t, m.method) for t, m in zip(terms, self.members)]
+        flat = [v.float().to(self.device) for vs in values for v in vs.values()]
+        flat += [m.nonfinite.float() for m in self.members]
+        numbers = torch.stack(flat).tolist()
+        rows, at = [], 0
+        for m, vs in zip(self.members, values):
+            rows.append({"step": m.done_steps, **dict(zip(vs, numbers[at:at + len(vs)]))})
+            at += len(vs)
+        self._nonfinite_at_rows = [bool(v) for v in numbers[at:]]
+        return rows
+
+    def failures(self, rows: list[dict]) -> dict[int, str]:
+        """{member index: reason} for members that went non-finite (by the last `rows`) or whose
+        method says they diverged: the checks `train` makes at a logging step."""
+        found = {}
+        for k, (m, row) in enumerate(zip(self.members, rows)):
+            if self._nonfinite_at_rows[k]:
+                bad = [n for n, v in row.items() if not math.isfinite(v)]
+                found[k] = (f"non-finite loss at or before step {row['step']} "
+                            f"(non-finite now: {', '.join(bad) or 'none logged'}); "
+                            f"the checkpoint holds the last finite state")
+            elif reason := m.method.diverged(row):
+                found[k] = reason
+        return found
+
+    def drop(self, failures: dict[int, str]) -> list[Trainer]:
+        """Remove failed members (index -> reason); the others go on. Returns the dropped."""
+        dropped = [self.members[k] for k in sorted(failures)]
+        for k in sorted(failures, reverse=True):
+            self.failed[self.members[k].spec.seed] = failures[k]
+            del self.members[k], self.rng[k]
+        return dropped
+
+    def member_state_dict(self, k: int) -> dict:
+        """Member k's state exactly as `Trainer.state_dict()` of its single run holds it."""
+        state = self.members[k].state_dict()
+        state["rng_cpu"] = self.rng[k]["cpu"].clone()
+        if self.device.type == "cuda":
+            state["rng_cuda"] = [s.clone() for s in state["rng_cuda"]]
+            state["rng_cuda"][self.device.index or 0] = self.rng[k]["cuda"].clone()
+        return state
+
+    def load_member_state_dict(self, k: int, state: dict) -> None:
+        """Resume member k from a single run's (or a member's) checkpoint."""
+        self.members[k].load_state_dict(state)
+        self.rng[k] = _rng_state(self.device)
