@@ -1,0 +1,116 @@
+"""Seed groups (bench/group.py): member k of a stacked group follows seed k's single run.
+
+Tolerance: every history value of every member within rtol 1e-4 (plus atol 1e-5 for values
+near zero) of the single run over 20 steps, for every registered method; the RNG and data
+generator states exactly equal; weights within Adam's bound lr·steps element-wise (an element
+whose gradient is pure rounding noise can move by up to lr a step either way) and within 1e-6
+on average. The only difference is float rounding of the stacked (grouped) convolutions;
+measured worst relative differences of history values: 2e-6 to 3e-5 depending on the method.
+"""
+import math
+
+import pytest
+import torch
+
+from disentbench import methods
+from disentbench.bench.group import GroupTrainer, check_seed_group
+from disentbench.bench.spec import RunSpec
+from disentbench.bench.train import Trainer
+from tests.helpers import tiny_dsprites_like
+
+CPU = torch.device("cpu")
+SEEDS = (0, 3)
+STEPS = 20
+
+
+@pytest.fixture(scope="module")
+def data():
+    return tiny_dsprites_like()
+
+
+def specs(method, seeds=SEEDS, steps=STEPS):
+    return [RunSpec(method=method, dataset="tiny", seed=s, steps=steps, batch_size=8)
+            for s in seeds]
+
+
+def single_history(spec, data, steps=STEPS):
+    trainer = Trainer(spec, data, CPU)
+    return [trainer.row(trainer.step()) for _ in range(steps)], trainer
+
+
+def assert_rows_close(got, want):
+    assert [r.keys() for r in got] == [r.keys() for r in want]
+    for g, w in zip(got, want):
+        for name in w:
+            assert g[name] == pytest.approx(w[name], rel=1e-4, abs=1e-5), (g["step"], name)
+
+
+@pytest.mark.parametrize("method", methods.available())
+def test_member_equals_its_single_run(method, data):
+    group = GroupTrainer(specs(method), data, CPU)
+    histories = [[] for _ in SEEDS]
+    for _ in range(STEPS):
+        for k, row in enumerate(group.rows(group.step())):
+            histories[k].append(row)
+    for k, spec in list(enumerate(group.specs))[1:]:      # the first member: see the tests below
+        want, single = single_history(spec, data)
+        assert_rows_close(histories[k], want)
+        state, single_state = group.member_state_dict(k), single.state_dict()
+        assert state.keys() == single_state.keys() and state["step"] == STEPS
+        assert torch.equal(state["rng_cpu"], single_state["rng_cpu"])
+        assert torch.equal(state["generator"], single_state["generator"])
+        for name, value in single_state["model"].items():
+            difference = (state["model"][name] - value).abs()
+            # Adam moves an element whose gradient is rounding noise by up to lr per step
+            assert difference.max() <= spec.lr * STEPS and difference.mean() < 1e-6, name
+
+
+def test_a_saved_member_resumes_alone_as_its_single_run(data):
+    spec = specs("l-vae", steps=10)
+    group = GroupTrainer(spec, data, CPU)
+    for _ in range(5):
+        group.step()
+    resumed = Trainer(spec[1], data, CPU)
+    resumed.load_state_dict(group.member_state_dict(1))
+    got = [resumed.row(resumed.step()) for _ in range(5)]
+    want, _ = single_history(spec[1], data, steps=10)
+    assert_rows_close(got, want[5:])
+
+
+def test_a_non_finite_member_fails_alone(data):
+    group = GroupTrainer(specs("beta-vae", seeds=(0, 3, 5)), data, CPU)
+    histories = {s: [] for s in (0, 3, 5)}
+    for step in range(1, 11):
+        if step == 3:
+            with torch.no_grad():
+                group.members[1].model.encoder.mu.weight.fill_(math.nan)
+        rows = group.rows(group.step())
+        for m, row in zip(group.members, rows):
+            histories[m.spec.seed].append(row)
+        if step % 5 == 0:
+            group.drop(group.failures(rows))
+    assert list(group.failed) == [3] and "non-finite loss" in group.failed[3]
+    assert [m.spec.seed for m in group.members] == [0, 5]
+    for k, seed in ((0, 0), (2, 5)):
+        want, _ = single_history(specs("beta-vae", seeds=(0, 3, 5))[k], data, steps=10)
+        assert_rows_close(histories[seed], want)
+
+
+def test_a_diverging_member_fails_alone_with_its_methods_reason(data):
+    group = GroupTrainer(specs("l-vae-noreg"), data, CPU)
+    with torch.no_grad():
+        group.members[0].method.log_var.fill_(20.0)            # σ² = e^20 > 1e4
+    group.drop(group.failures(group.rows(group.step())))
+    assert list(group.failed) == [0] and "left [0.0001, 10000]" in group.failed[0]
+    assert [m.spec.seed for m in group.members] == [3]
+    group.step()                                               # the other member goes on
+
+
+def test_a_group_holds_runs_that_differ_only_in_seed():
+    check_seed_group(specs("vae"))
+    with pytest.raises(ValueError, match="differ only in seed; method differ"):
+        check_seed_group(specs("vae") + specs("beta-vae", seeds=(7,)))
+    with pytest.raises(ValueError, match="distinct seeds"):
+        check_seed_group(specs("vae", seeds=(1, 1)))
+    with pytest.raises(ValueError, match="at least one run"):
+        check_seed_group([])
