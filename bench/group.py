@@ -35,11 +35,14 @@ import traceback
 import torch
 from torch.func import functional_call, vmap
 
+from disentbench.bench import data as datasets
 from disentbench.bench import precision as precisions
-from disentbench.bench.io import write_json, write_text
+from disentbench.bench.io import atomic_path, write_json, write_text
 from disentbench.bench.nets import Output
 from disentbench.bench.spec import RunSpec
-from disentbench.bench.train import RunResult, Trainer
+from disentbench.bench.train import (RunResult, Trainer, _read_history, _write_history,
+                                     check_resumable, is_finished, pick_device, read_status,
+                                     train)
 
 
 def check_seed_group(specs: list[RunSpec]) -> None:
@@ -219,3 +222,110 @@ def should_group(device, n_members: int) -> bool:
     core) are the parallelism.
     """
     return torch.device(device).type == "cuda" and n_members > 1
+
+
+def train_group(specs: list[RunSpec], out, data=None, device=None, progress=None,
+                precision: str = "fp32") -> list[RunResult]:
+    """Train runs that differ only in seed as one group, each into its own run folder under
+    `out`, with the files `train` writes (config.json, status.json, history.csv, model.pt), so
+    every member resumes, is evaluated and is reported alone. Returns one RunResult per spec,
+    in order.
+
+    Finished runs are skipped; members are resumed from their checkpoints, and those whose
+    checkpoint is at another step than the most common one are trained alone by `train`
+    afterwards, as are groups of one. A member that goes non-finite or diverges fails alone; an
+    exception in the stacked step fails every live member with its reason. RunConflict is raised
+    (before anything is trained) if a folder holds a different run. `progress(n)` is called with
+    newly completed steps summed over the members.
+    """
+    check_seed_group(specs)
+    for spec in specs:
+        check_resumable(spec, spec.run_dir(out))
+    results = {spec.seed: RunResult(spec, spec.run_dir(out), "skipped",
+                                    read_status(spec.run_dir(out))["step"])
+               for spec in specs if is_finished(spec, out)}
+    todo = [spec for spec in specs if spec.seed not in results]
+    device = pick_device(device)
+    checkpoints = {spec.seed: torch.load(spec.run_dir(out) / "model.pt", map_location=device,
+                                         weights_only=False)
+                   for spec in todo if (spec.run_dir(out) / "model.pt").is_file()}
+    at = [checkpoints[spec.seed]["step"] if spec.seed in checkpoints else 0 for spec in todo]
+    common = max(at, key=at.count) if at else 0
+    grouped = [spec for spec, step in zip(todo, at) if step == common]
+    alone = [spec for spec, step in zip(todo, at) if step != common]
+    if len(grouped) > 1:
+        if data is None:
+            data = datasets.load(grouped[0].dataset).to(device)
+        started = time.perf_counter()
+        group = GroupTrainer(grouped, data, device, precision)
+        for k, spec in enumerate(grouped):
+            if spec.seed in checkpoints:
+                group.load_member_state_dict(k, checkpoints[spec.seed])
+        results.update(_train_members(group, out, device, progress, started))
+    else:
+        alone += grouped
+    for spec in alone:
+        results[spec.seed] = train(spec, out, data=data, device=device, progress=progress,
+                                   precision=precision)
+    return [results[spec.seed] for spec in specs]
+
+
+def _train_members(group: GroupTrainer, out, device, progress, started) -> dict[int, RunResult]:
+    """The loop of `train` for a group: log, check, checkpoint per member; results by seed."""
+    members = {m.spec.seed: m for m in group.members}
+    histories = {m.spec.seed: _read_history(m.spec.run_dir(out) / "history.csv", m.done_steps)
+                 for m in group.members}
+    for m in group.members:
+        spec, run_dir = m.spec, m.spec.run_dir(out)
+        write_json(run_dir / "config.json", {
+            "spec": spec.to_dict(), "device": str(device), "precision": group.precision,
+            "seed_group": sorted(members), "dataset_size": len(m.data),
+            "method_params": m.method.hparams, "torch": torch.__version__,
+            "reconstruction": m.method.reconstruction_loss})
+        write_json(run_dir / "status.json", {"status": "running", "step": m.done_steps,
+                                             "steps": spec.steps, "device": str(device)})
+    spec, reasons = group.specs[0], {}
+    for m in group.members:
+        m.model.train()
+    last_reported = group.done_steps
+    try:
+        while group.members and group.done_steps < spec.steps:
+            terms = group.step()
+            n = group.done_steps
+            if n % spec.log_every == 0 or n == spec.steps:
+                rows = group.rows(terms)
+                for m, row in zip(group.members, rows):
+                    histories[m.spec.seed].append(row)
+                failures = group.failures(rows)
+                for m in group.drop(failures):
+                    reasons[m.spec.seed] = group.failed[m.spec.seed]
+                    _write_history(m.spec.run_dir(out) / "history.csv", histories[m.spec.seed])
+                if progress:
+                    progress((n - last_reported) * (len(group.members) + len(failures)))
+                    last_reported = n
+            if n % spec.checkpoint_every == 0 or n == spec.steps:
+                for k, m in enumerate(group.members):
+                    if m.nonfinite.item():
+                        continue               # never overwrite a good checkpoint
+                    run_dir = m.spec.run_dir(out)
+                    with atomic_path(run_dir / "model.pt") as tmp:
+                        torch.save(group.member_state_dict(k), tmp)
+                    _write_history(run_dir / "history.csv", histories[m.spec.seed])
+                    write_json(run_dir / "status.json", {"status": "running", "step": n,
+                                                         "steps": spec.steps,
+                                                         "device": str(device)})
+    except Exception as err:                   # the stacked step failed: every live member
+        for m in group.members:
+            reasons[m.spec.seed] = f"{type(err).__name__}: {err}"
+            write_text(m.spec.run_dir(out) / "error.txt", traceback.format_exc())
+    seconds = time.perf_counter() - started
+    results = {}
+    for seed, m in members.items():
+        status = {"status": "failed" if seed in reasons else "done", "step": m.done_steps,
+                  "steps": m.spec.steps, "device": str(device), "seconds": round(seconds, 3)}
+        if seed in reasons:
+            status["reason"] = reasons[seed]
+        write_json(m.spec.run_dir(out) / "status.json", status)
+        results[seed] = RunResult(m.spec, m.spec.run_dir(out), status["status"], m.done_steps,
+                                  reasons.get(seed, ""), seconds)
+    return results

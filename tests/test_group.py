@@ -7,15 +7,19 @@ whose gradient is pure rounding noise can move by up to lr a step either way) an
 on average. The only difference is float rounding of the stacked (grouped) convolutions;
 measured worst relative differences of history values: 2e-6 to 3e-5 depending on the method.
 """
+import csv
+import dataclasses
+import json
 import math
 
 import pytest
 import torch
 
 from disentbench import methods
-from disentbench.bench.group import GroupTrainer, check_seed_group
+from disentbench.bench import group as group_module
+from disentbench.bench.group import GroupTrainer, check_seed_group, train_group
 from disentbench.bench.spec import RunSpec
-from disentbench.bench.train import Trainer
+from disentbench.bench.train import Trainer, train
 from tests.helpers import tiny_dsprites_like
 
 CPU = torch.device("cpu")
@@ -114,3 +118,46 @@ def test_a_group_holds_runs_that_differ_only_in_seed():
         check_seed_group(specs("vae", seeds=(1, 1)))
     with pytest.raises(ValueError, match="at least one run"):
         check_seed_group([])
+
+
+def read_history(run_dir):
+    with open(run_dir / "history.csv") as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def test_train_group_writes_each_members_own_run_and_resumes_it(tmp_path, data):
+    short = [RunSpec(method="l-vae", dataset="tiny", seed=s, steps=6, batch_size=8, log_every=3)
+             for s in SEEDS]
+    results = train_group(short, tmp_path / "group", data=data, device="cpu")
+    assert [(r.spec.seed, r.status, r.step) for r in results] == [(0, "done", 6), (3, "done", 6)]
+    longer = [dataclasses.replace(spec, steps=12) for spec in short]
+    results = train_group(longer, tmp_path / "group", data=data, device="cpu")
+    assert [(r.status, r.step) for r in results] == [("done", 12), ("done", 12)]
+    assert [r.status for r in train_group(longer, tmp_path / "group", data=data)] == ["skipped"] * 2
+    train(longer[1], tmp_path / "single", data=data, device="cpu")
+    got, want = (read_history(longer[1].run_dir(tmp_path / x)) for x in ("group", "single"))
+    assert_rows_close(got, want)
+    config = json.loads((results[1].run_dir / "config.json").read_text())
+    assert config["seed_group"] == [0, 3] and config["precision"] == "fp32"
+    assert config["spec"] == longer[1].to_dict()
+
+
+def test_train_group_fails_a_member_alone_in_its_folder(tmp_path, data, monkeypatch):
+    def first_member_fails_at_step_3(self, rows):
+        return {0: "forced failure"} if rows[0]["step"] == 3 and len(rows) == 2 else {}
+
+    monkeypatch.setattr(GroupTrainer, "failures", first_member_fails_at_step_3)
+    runs = [RunSpec(method="vae", dataset="tiny", seed=s, steps=6, batch_size=8, log_every=3)
+            for s in SEEDS]
+    failed, done = train_group(runs, tmp_path, data=data, device="cpu")
+    assert (failed.status, failed.step, failed.reason) == ("failed", 3, "forced failure")
+    assert (done.status, done.step) == ("done", 6)
+    status = json.loads((failed.run_dir / "status.json").read_text())
+    assert status["status"] == "failed" and status["reason"] == "forced failure"
+    assert [row["step"] for row in read_history(failed.run_dir)] == [3]
+    assert [row["step"] for row in read_history(done.run_dir)] == [3, 6]
+
+
+def test_seed_groups_pay_only_on_a_gpu():
+    assert not group_module.should_group("cpu", 10)
+    assert group_module.should_group("cuda", 10) and not group_module.should_group("cuda", 1)
