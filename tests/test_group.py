@@ -161,3 +161,23 @@ def test_train_group_fails_a_member_alone_in_its_folder(tmp_path, data, monkeypa
 def test_seed_groups_pay_only_on_a_gpu():
     assert not group_module.should_group("cpu", 10)
     assert group_module.should_group("cuda", 10) and not group_module.should_group("cuda", 1)
+
+
+def test_one_adam_over_stacked_weights_equals_per_member_adams():
+    """Adam is elementwise: the claim that lets a GPU group use one fused Adam over stacked
+    weights instead of one per member (bench/group.py keeps per-member Adams). Bitwise equal
+    on this suite's CPU; the tolerance allows another vector width."""
+    torch.manual_seed(0)
+    members = [torch.nn.Parameter(torch.randn(33, 17)) for _ in range(4)]
+    stacked = torch.nn.Parameter(torch.stack([p.detach() for p in members]))
+    singles = [torch.optim.Adam([p], lr=1e-2) for p in members]
+    together = torch.optim.Adam([stacked], lr=1e-2)
+    for _ in range(5):
+        grads = torch.randn(4, 33, 17)
+        for p, g, optimiser in zip(members, grads, singles):
+            p.grad = g.clone()
+            optimiser.step()
+        stacked.grad = grads
+        together.step()
+    torch.testing.assert_close(stacked.detach(), torch.stack([p.detach() for p in members]),
+                               rtol=1e-6, atol=1e-7)
