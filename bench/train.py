@@ -165,8 +165,9 @@ def train(spec: RunSpec, out, data=None, device=None, progress=None,
     """Train `spec` into its folder under `out`, resuming from its checkpoint if there is one.
 
     `data` is the loaded dataset (loaded here if None); `progress(n)` is called with the number of
-    newly completed steps; `precision` is auto|bf16|fp32 (bench.precision), recorded in config.json. Never raises for a failing run: a non-finite loss, a diverging method
-    or an exception ends the run with status "failed" and the reason. RunConflict is raised if the
+    newly completed steps; `precision` is auto|bf16|fp32 (bench.precision), recorded in
+    config.json. Never raises for a failing run: a non-finite loss, a diverging method or an
+    exception ends the run with status "failed" and the reason. RunConflict is raised if the
     folder holds a different run.
     """
     run_dir = spec.run_dir(out)
