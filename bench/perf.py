@@ -115,11 +115,17 @@ def measure(data, device, method="vae", steps=30, rounds=5, batch_size=64) -> di
     return {name: statistics.median(r) for name, r in rates.items()}
 
 
+def usable_cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def default_configuration(device) -> dict:
     """The runner's default on `device`: processes, threads each, precision and group size."""
     device = torch.device(device)
     group = GROUP if should_group(device, GROUP) else 1
-    processes = 1 if device.type == "cuda" else len(os.sched_getaffinity(0))
+    processes = 1 if device.type == "cuda" else usable_cores()
     return {"processes": processes, "threads": 1 if device.type == "cpu" else None,
             "precision": precisions.resolve("auto", device), "group": group}
 
@@ -190,7 +196,7 @@ def peak_flops(device, precision: str) -> float:
     per_cycle = 64 if "avx512f" in flags else 32 if "avx2" in flags else 8
     if precision == "bf16":
         per_cycle = 1024 if "amx_bf16" in flags else 128 if "avx512_bf16" in flags else per_cycle
-    return len(os.sched_getaffinity(0)) * cpu_clock_hz() * per_cycle
+    return usable_cores() * cpu_clock_hz() * per_cycle
 
 
 def main(argv=None) -> int:
