@@ -219,7 +219,8 @@ def should_group(device, n_members: int) -> bool:
     (grouped) convolutions are no faster than single models: on this suite's 2-core Xeon (1
     thread, batch 64, busy machine) single 145-175 images/s, group of 2 161, group of 4 101 in
     fp32; in bf16 single 170-218, group of 2 127, group of 4 100. There, processes (one per
-    core) are the parallelism.
+    core) are the parallelism. This module's vmap implementation has not been timed on a GPU
+    yet (none was lent to its author): `python -m disentbench.bench.perf` on one gives group10.
     """
     return torch.device(device).type == "cuda" and n_members > 1
 
