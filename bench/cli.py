@@ -16,7 +16,8 @@ from disentbench.bench import data as datasets
 from disentbench.bench import evaluate as evaluation
 from disentbench.bench import report
 from disentbench.bench.spec import RunSpec
-from disentbench.bench.train import RunConflict, Trainer, is_finished, pick_device, train
+from disentbench.bench.store import RunConflict, is_finished
+from disentbench.bench.train import Trainer, pick_device, train
 
 DEFAULT_DATASET = "dsprites-procedural"
 # Chosen so that the README's first command (10 methods x 10 seeds) trains within its

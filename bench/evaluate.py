@@ -21,9 +21,8 @@ import sklearn
 import torch
 
 from disentbench import metrics
-from disentbench.bench.io import read_json, read_json_or_empty, write_json
 from disentbench.bench.nets import VAE
-from disentbench.bench.spec import RunSpec
+from disentbench.bench.store import RunDamaged, RunStore
 from disentbench.methods.base import RECONSTRUCTIONS, kl_normal
 
 RECONSTRUCTION = "reconstruction"
@@ -165,9 +164,7 @@ def versions() -> dict:
 
 def write_metrics(run_dir, result: dict) -> Path:
     """Write `result` to `run_dir/metrics.json` atomically."""
-    path = Path(run_dir) / "metrics.json"
-    write_json(path, result)
-    return path
+    return RunStore(run_dir).write_metrics(result)
 
 
 def default_names(device) -> list[str]:
@@ -178,11 +175,12 @@ def default_names(device) -> list[str]:
     return names
 
 
-def load_model(run_dir, data, device="cpu") -> torch.nn.Module:
-    """The network of a run folder's checkpoint, in eval mode on `device`."""
-    spec = RunSpec.from_dict(read_json(Path(run_dir) / "config.json")["spec"])
-    model = VAE(data.num_channels, spec.latent_dim).to(device)
-    state = torch.load(Path(run_dir) / "model.pt", map_location=device, weights_only=False)
+def load_model(run_dir, data, device="cpu", checkpoint: dict | None = None) -> torch.nn.Module:
+    """The network of a run folder's checkpoint (checked by the store; `checkpoint` if already
+    loaded), in eval mode on `device`."""
+    store = RunStore(run_dir)
+    state = checkpoint or store.load_checkpoint()
+    model = VAE(data.num_channels, store.read_spec().latent_dim).to(device)
     model.load_state_dict(state["model"])
     return model.eval()
 
@@ -190,18 +188,24 @@ def load_model(run_dir, data, device="cpu") -> torch.nn.Module:
 def evaluate_run(run_dir, data, names, *, size="default", seed=0, device="cpu") -> dict:
     """Evaluate the finished run in `run_dir` and write its `metrics.json`.
 
-    Metrics already in `metrics.json` with the same size and seed are kept, not recomputed.
+    metrics.json records the training step and the checkpoint checksum it scored. Metrics
+    already there for the same size, seed, step and checkpoint are kept; after the weights
+    changed (a run extended or trained again) every metric is computed again, and so is an
+    unreadable metrics.json (with a warning). A damaged checkpoint raises RunDamaged.
     """
-    previous = read_json_or_empty(Path(run_dir) / "metrics.json")
-    kept = {}
-    if previous.get("size") == size and previous.get("seed") == seed:
-        kept = {n: r for n, r in previous.get("metrics", {}).items() if "values" in r}
+    store = RunStore(run_dir)
+    checkpoint = store.load_checkpoint()
+    try:
+        kept = store.fresh_metrics(size, seed, checkpoint)
+    except RunDamaged as err:
+        warnings.warn(f"{err}; computing every metric again")
+        kept = {}
     todo = [n for n in names if n not in kept]
     if not todo:
-        return previous
-    likelihood = read_json(Path(run_dir) / "config.json").get("reconstruction", "bernoulli")
-    result = evaluate(data, names=todo, model=load_model(run_dir, data, device), seed=seed,
-                      size=size, device=device, likelihood=likelihood)
+        return store.read_metrics()
+    likelihood = store.read_config().get("reconstruction", "bernoulli")
+    result = evaluate(data, names=todo, model=load_model(run_dir, data, device, checkpoint),
+                      seed=seed, size=size, device=device, likelihood=likelihood)
     result["metrics"] = {**kept, **result["metrics"]}
-    write_metrics(run_dir, result)
-    return result
+    store.write_metrics(result, checkpoint)
+    return store.read_metrics()

@@ -19,17 +19,17 @@ order than single ones (tests/test_group.py bounds the difference). Adam is elem
 per-member Adam and one Adam over the stacked weights compute the same update; per-member Adams
 are kept because they give each member the exact optimiser state dict of its single run.
 
-A member that goes non-finite or diverges fails alone (`failures`, `drop`); the others go on.
+A member that goes non-finite or diverges fails alone (`drop`); the others go on.
 `member_state_dict(k)` is what `Trainer.state_dict()` of that seed's single run would hold, so
 a member is saved as its own run folder and resumes or is evaluated alone. `train_group` trains a
-group into the members' own run folders; `should_group` is the `--group-seeds auto` rule.
+group into the members' own run folders through the run store, with one `bench.train.Session`
+per member (the files and checks of `train`); `should_group` is the `--group-seeds auto` rule.
 """
 from __future__ import annotations
 
 import contextlib
 import copy
-import math
-import time
+import functools
 import traceback
 
 import torch
@@ -37,12 +37,10 @@ from torch.func import functional_call, vmap
 
 from disentbench.bench import data as datasets
 from disentbench.bench import precision as precisions
-from disentbench.bench.io import atomic_path, write_json, write_text
 from disentbench.bench.nets import Output
 from disentbench.bench.spec import RunSpec
-from disentbench.bench.train import (RunResult, Trainer, _read_history, _write_history,
-                                     check_resumable, is_finished, pick_device, read_status,
-                                     train)
+from disentbench.bench.store import RunStore
+from disentbench.bench.train import RunResult, Session, Trainer, pick_device, row_values, train
 
 
 def check_seed_group(specs: list[RunSpec]) -> None:
@@ -58,19 +56,6 @@ def check_seed_group(specs: list[RunSpec]) -> None:
     seeds = [spec.seed for spec in specs]
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"a seed group needs distinct seeds, got {seeds}")
-
-
-def row_values(terms: dict, method) -> dict[str, torch.Tensor]:
-    """The 0-d tensors of one history row (loss terms, then the method's logged values, vectors
-    split into name_0, name_1, ...), as `Trainer.row` names them."""
-    values = {k: v.detach().reshape(()) for k, v in terms.items()}
-    for name, value in method.logged().items():
-        value = torch.as_tensor(value).detach()
-        if value.numel() == 1:
-            values[name] = value.reshape(())
-        else:
-            values.update({f"{name}_{i}": v for i, v in enumerate(value.reshape(-1))})
-    return values
 
 
 def _rng_state(device: torch.device) -> dict:
@@ -90,7 +75,8 @@ class GroupTrainer:
     """Trains runs that differ only in seed as one stacked model; see the module docstring.
 
     `members` are the live members' Trainers, in the order of `specs` minus dropped ones;
-    `failed` maps a dropped member's seed to its reason.
+    `failed` maps a dropped member's seed to its reason; `nonfinite_at_rows[k]` says whether
+    member k's loss had gone non-finite by the last `rows`.
     """
 
     def __init__(self, specs: list[RunSpec], data, device, precision: str = "fp32"):
@@ -106,7 +92,7 @@ class GroupTrainer:
         self._encode = vmap(lambda p, x: functional_call(template.encoder, p, (x,)))
         self._decode = vmap(lambda p, z: functional_call(template.decoder, p, (z,)))
         self.failed: dict[int, str] = {}
-        self._nonfinite_at_rows: list[bool] = []
+        self.nonfinite_at_rows: list[bool] = []
 
     @property
     def specs(self) -> list[RunSpec]:
@@ -171,22 +157,8 @@ class GroupTrainer:
         for m, vs in zip(self.members, values):
             rows.append({"step": m.done_steps, **dict(zip(vs, numbers[at:at + len(vs)]))})
             at += len(vs)
-        self._nonfinite_at_rows = [bool(v) for v in numbers[at:]]
+        self.nonfinite_at_rows = [bool(v) for v in numbers[at:]]
         return rows
-
-    def failures(self, rows: list[dict]) -> dict[int, str]:
-        """{member index: reason} for members that went non-finite (by the last `rows`) or whose
-        method says they diverged: the checks `train` makes at a logging step."""
-        found = {}
-        for k, (m, row) in enumerate(zip(self.members, rows)):
-            if self._nonfinite_at_rows[k]:
-                bad = [n for n, v in row.items() if not math.isfinite(v)]
-                found[k] = (f"non-finite loss at or before step {row['step']} "
-                            f"(non-finite now: {', '.join(bad) or 'none logged'}); "
-                            f"the checkpoint holds the last finite state")
-            elif reason := m.method.diverged(row):
-                found[k] = reason
-        return found
 
     def drop(self, failures: dict[int, str]) -> list[Trainer]:
         """Remove failed members (index -> reason); the others go on. Returns the dropped."""
@@ -205,10 +177,12 @@ class GroupTrainer:
             state["rng_cuda"][self.device.index or 0] = self.rng[k]["cuda"].clone()
         return state
 
-    def load_member_state_dict(self, k: int, state: dict) -> None:
-        """Resume member k from a single run's (or a member's) checkpoint."""
-        self.members[k].load_state_dict(state)
-        self.rng[k] = _rng_state(self.device)
+    def attach(self, k: int, session: Session) -> None:
+        """Attach member k to its run's session, resumed from the run's checkpoint if any (a
+        single run's or a member's: they hold the same state)."""
+        session.attach(self.members[k])
+        if session.state.checkpoint:
+            self.rng[k] = _rng_state(self.device)
 
 
 def should_group(device, n_members: int) -> bool:
@@ -225,108 +199,93 @@ def should_group(device, n_members: int) -> bool:
     return torch.device(device).type == "cuda" and n_members > 1
 
 
-def train_group(specs: list[RunSpec], out, data=None, device=None, progress=None,
-                precision: str = "fp32") -> list[RunResult]:
+def train_group(specs: list[RunSpec], out, data=None, device=None, progress=None, *,
+                keep_checkpoints: bool = False, repair: bool = False, retry_failed: bool = False,
+                config_extra: dict | None = None, precision: str = "fp32") -> list[RunResult]:
     """Train runs that differ only in seed as one group, each into its own run folder under
-    `out`, with the files `train` writes (config.json, status.json, history.csv, model.pt), so
-    every member resumes, is evaluated and is reported alone. Returns one RunResult per spec,
-    in order.
+    `out` through the run store, exactly as `train` would (the same files, checks, resume, slim
+    final checkpoint unless `keep_checkpoints`), so every member resumes, is evaluated and is
+    reported alone. Same keyword arguments as `train`; config.json also records "seed_group"
+    (the grouped seeds). Returns one RunResult per spec, in order.
 
-    Finished runs are skipped; members are resumed from their checkpoints, and those whose
-    checkpoint is at another step than the most common one are trained alone by `train`
-    afterwards, as are groups of one. A member that goes non-finite or diverges fails alone; an
-    exception in the stacked step fails every live member with its reason. RunConflict is raised
-    (before anything is trained) if a folder holds a different run. `progress(n)` is called with
-    newly completed steps summed over the members.
+    New and resumable runs at the most common step train as the group; the others (finished,
+    failed, damaged, or at another step) and groups of one go through `train` alone afterwards.
+    A member that goes non-finite or diverges fails alone; an exception in the stacked step
+    fails every live member with its reason. RunConflict is raised before anything is written
+    if a folder holds a different run. `progress(n)` is called with newly completed steps summed
+    over the members. A member's "seconds" are the group's (the members train together).
     """
     check_seed_group(specs)
-    for spec in specs:
-        check_resumable(spec, spec.run_dir(out))
-    results = {spec.seed: RunResult(spec, spec.run_dir(out), "skipped",
-                                    read_status(spec.run_dir(out))["step"])
-               for spec in specs if is_finished(spec, out)}
-    todo = [spec for spec in specs if spec.seed not in results]
+    stores = [RunStore.of(spec, out) for spec in specs]
+    states = [store.state(spec) for spec, store in zip(specs, stores)]   # RunConflict first
     device = pick_device(device)
-    checkpoints = {spec.seed: torch.load(spec.run_dir(out) / "model.pt", map_location=device,
-                                         weights_only=False)
-                   for spec in todo if (spec.run_dir(out) / "model.pt").is_file()}
-    at = [checkpoints[spec.seed]["step"] if spec.seed in checkpoints else 0 for spec in todo]
-    common = max(at, key=at.count) if at else 0
-    grouped = [spec for spec, step in zip(todo, at) if step == common]
-    alone = [spec for spec, step in zip(todo, at) if step != common]
+    precision = precisions.resolve(precision, device)
+    ready = [k for k, state in enumerate(states) if state.kind in ("new", "resumable")]
+    steps = [states[k].step for k in ready]
+    common = max(steps, key=steps.count) if steps else 0
+    grouped = [k for k in ready if states[k].step == common]
+    results = {}
     if len(grouped) > 1:
-        if data is None:
-            data = datasets.load(grouped[0].dataset).to(device)
-        started = time.perf_counter()
-        group = GroupTrainer(grouped, data, device, precision)
-        for k, spec in enumerate(grouped):
-            if spec.seed in checkpoints:
-                group.load_member_state_dict(k, checkpoints[spec.seed])
-        results.update(_train_members(group, out, device, progress, started))
-    else:
-        alone += grouped
-    for spec in alone:
-        results[spec.seed] = train(spec, out, data=data, device=device, progress=progress,
-                                   precision=precision)
+        extra = {**(config_extra or {}), "seed_group": [specs[k].seed for k in grouped]}
+        sessions = {specs[k].seed: Session(specs[k], stores[k], states[k], device, precision,
+                                           extra) for k in grouped}
+        results = _train_members([specs[k] for k in grouped], sessions, data, device, progress,
+                                 keep_checkpoints, precision)
+    for spec in specs:
+        if spec.seed not in results:
+            results[spec.seed] = train(spec, out, data=data, device=device, progress=progress,
+                                       keep_checkpoints=keep_checkpoints, repair=repair,
+                                       retry_failed=retry_failed, config_extra=config_extra,
+                                       precision=precision)
     return [results[spec.seed] for spec in specs]
 
 
-def _train_members(group: GroupTrainer, out, device, progress, started) -> dict[int, RunResult]:
-    """The loop of `train` for a group: log, check, checkpoint per member; results by seed."""
-    members = {m.spec.seed: m for m in group.members}
-    histories = {m.spec.seed: _read_history(m.spec.run_dir(out) / "history.csv", m.done_steps)
-                 for m in group.members}
-    for m in group.members:
-        spec, run_dir = m.spec, m.spec.run_dir(out)
-        write_json(run_dir / "config.json", {
-            "spec": spec.to_dict(), "device": str(device), "precision": group.precision,
-            "seed_group": sorted(members), "dataset_size": len(m.data),
-            "method_params": m.method.hparams, "torch": torch.__version__,
-            "reconstruction": m.method.reconstruction_loss})
-        write_json(run_dir / "status.json", {"status": "running", "step": m.done_steps,
-                                             "steps": spec.steps, "device": str(device)})
-    spec, reasons = group.specs[0], {}
-    for m in group.members:
-        m.model.train()
-    last_reported = group.done_steps
+def _train_members(specs: list[RunSpec], sessions: dict[int, Session], data, device, progress,
+                   keep_checkpoints: bool, precision: str) -> dict[int, RunResult]:
+    """The loop of `train` for a group whose sessions have begun: results by seed."""
+    group, results = None, {}
+
+    def unfinished():
+        """(seed, session, step) of every member without a result yet."""
+        at = {m.spec.seed: m.done_steps for m in group.members} if group else {}
+        return [(s.seed, sessions[s.seed], at.get(s.seed, sessions[s.seed].state.step))
+                for s in specs if s.seed not in results]
     try:
+        if data is None:
+            data = datasets.load(specs[0].dataset).to(device)
+        group = GroupTrainer(specs, data, device, precision)
+        for k, m in enumerate(group.members):
+            group.attach(k, sessions[m.spec.seed])
+        spec = specs[0]
+        for m in group.members:
+            m.model.train()
+        last_reported = group.done_steps
         while group.members and group.done_steps < spec.steps:
             terms = group.step()
             n = group.done_steps
             if n % spec.log_every == 0 or n == spec.steps:
                 rows = group.rows(terms)
-                for m, row in zip(group.members, rows):
-                    histories[m.spec.seed].append(row)
-                failures = group.failures(rows)
+                failures = {k: reason for k, (m, row, nonfinite) in
+                            enumerate(zip(group.members, rows, group.nonfinite_at_rows))
+                            if (reason := sessions[m.spec.seed].log(m, row, nonfinite))}
                 for m in group.drop(failures):
-                    reasons[m.spec.seed] = group.failed[m.spec.seed]
-                    _write_history(m.spec.run_dir(out) / "history.csv", histories[m.spec.seed])
+                    seed = m.spec.seed
+                    results[seed] = sessions[seed].end(m.done_steps, group.failed[seed])
                 if progress:
                     progress((n - last_reported) * (len(group.members) + len(failures)))
                     last_reported = n
             if n % spec.checkpoint_every == 0 or n == spec.steps:
                 for k, m in enumerate(group.members):
-                    if m.nonfinite.item():
-                        continue               # never overwrite a good checkpoint
-                    run_dir = m.spec.run_dir(out)
-                    with atomic_path(run_dir / "model.pt") as tmp:
-                        torch.save(group.member_state_dict(k), tmp)
-                    _write_history(run_dir / "history.csv", histories[m.spec.seed])
-                    write_json(run_dir / "status.json", {"status": "running", "step": n,
-                                                         "steps": spec.steps,
-                                                         "device": str(device)})
+                    sessions[m.spec.seed].save_checkpoint(
+                        m, keep_checkpoints, functools.partial(group.member_state_dict, k))
+    except KeyboardInterrupt:
+        for _, session, step in unfinished():
+            session.interrupted(step)
+        raise
     except Exception as err:                   # the stacked step failed: every live member
-        for m in group.members:
-            reasons[m.spec.seed] = f"{type(err).__name__}: {err}"
-            write_text(m.spec.run_dir(out) / "error.txt", traceback.format_exc())
-    seconds = time.perf_counter() - started
-    results = {}
-    for seed, m in members.items():
-        status = {"status": "failed" if seed in reasons else "done", "step": m.done_steps,
-                  "steps": m.spec.steps, "device": str(device), "seconds": round(seconds, 3)}
-        if seed in reasons:
-            status["reason"] = reasons[seed]
-        write_json(m.spec.run_dir(out) / "status.json", status)
-        results[seed] = RunResult(m.spec, m.spec.run_dir(out), status["status"], m.done_steps,
-                                  reasons.get(seed, ""), seconds)
+        failure, error = f"{type(err).__name__}: {err}", traceback.format_exc()
+    else:
+        failure, error = None, None
+    for seed, session, step in unfinished():
+        results[seed] = session.end(step, failure, error)
     return results

@@ -50,14 +50,6 @@ def read_json(path):
     return json.loads(Path(path).read_text())
 
 
-def read_json_or_empty(path) -> dict:
-    """`read_json(path)`, or {} where the file is missing or unreadable."""
-    try:
-        return read_json(path)
-    except (OSError, ValueError):
-        return {}
-
-
 def _json_default(obj):
     if hasattr(obj, "item"):          # numpy / torch scalars
         return obj.item()

@@ -130,26 +130,41 @@ def default_configuration(device) -> dict:
             "precision": precisions.resolve("auto", device), "group": group}
 
 
-def _worker(barrier, results, device, dataset, method, batch_size, config, steps):
-    if config["threads"]:
-        torch.set_num_threads(config["threads"])
+def _default_rate(barrier, device, dataset, method, batch_size, config, steps) -> float:
+    """Images/s of one process of the default configuration, measured after `barrier` (None:
+    measured at once) so that all its processes measure side by side."""
     device = torch.device(device)
     data = load_data(dataset, device)
     step, images = stepper(data, device, method, batch_size, config["precision"],
                            config["group"])
     step()
-    barrier.wait()                                    # all processes measure side by side
+    if barrier is not None:
+        barrier.wait()
     n = max(1, steps // config["group"])
-    results.put(n * images / _seconds(step, n, device))
+    return n * images / _seconds(step, n, device)
+
+
+def _worker(barrier, results, device, dataset, method, batch_size, config, steps):
+    if config["threads"]:
+        torch.set_num_threads(config["threads"])
+    results.put(_default_rate(barrier, device, dataset, method, batch_size, config, steps))
 
 
 def measure_default(device, dataset=None, method="vae", steps=30, batch_size=64) -> float:
-    """Aggregate images/s of the default configuration: its processes started side by side."""
+    """Aggregate images/s of the default configuration: its processes started side by side
+    (one process is measured in this one, with its thread count)."""
     config = default_configuration(device)
+    args = (str(device), dataset, method, batch_size, config, steps)
+    if config["processes"] == 1:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(config["threads"] or threads)
+        try:
+            return _default_rate(None, *args)
+        finally:
+            torch.set_num_threads(threads)
     context = multiprocessing.get_context("spawn")
     barrier, results = context.Barrier(config["processes"]), context.Queue()
-    workers = [context.Process(target=_worker, args=(barrier, results, str(device), dataset,
-                                                     method, batch_size, config, steps))
+    workers = [context.Process(target=_worker, args=(barrier, results, *args))
                for _ in range(config["processes"])]
     for worker in workers:
         worker.start()

@@ -26,7 +26,8 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from disentbench import methods  # noqa: E402
-from disentbench.bench.io import atomic_path, read_json_or_empty, write_text  # noqa: E402
+from disentbench.bench.io import atomic_path, write_text  # noqa: E402
+from disentbench.bench.store import RunDamaged, RunStore  # noqa: E402
 
 HISTORY_COLUMNS = ("loss", "recon", "kl", "beta", "beta_hat", "sigma0", "sigma1")
 
@@ -42,24 +43,31 @@ def metric_values(metrics_json: dict) -> dict[str, float]:
 
 
 def collect(out) -> pd.DataFrame:
-    """One row per run folder under `out`/runs."""
+    """One row per run folder under `out`/runs (folders moved aside as damaged are left out);
+    a run whose files fail the store's checks is listed as "damaged" with the reason."""
     rows = []
     for status_file in sorted(Path(out).glob("runs/*/*/seed*/status.json")):
         run = status_file.parent
-        status, config = read_json_or_empty(status_file), read_json_or_empty(run / "config.json")
-        spec = config.get("spec", {})
+        if not run.name.removeprefix("seed").isdigit():
+            continue
+        store = RunStore(run)
+        status = store.read_status()
+        try:
+            spec = store.read_config()["spec"]
+        except RunDamaged:
+            spec = {}
         row = {"dataset": run.parts[-3], "method": spec.get("method", run.parts[-2]),
                "label": run.parts[-2], "seed": int(run.name.removeprefix("seed")),
                "status": status.get("status", "unknown"), "step": status.get("step"),
                "seconds": status.get("seconds"), "reason": status.get("reason", ""),
                "run_dir": str(run.relative_to(out))}
-        history = run / "history.csv"
-        if history.is_file():
-            frame = pd.read_csv(history)
-            if len(frame):
-                last = frame.iloc[-1]
-                row.update({c: float(last[c]) for c in HISTORY_COLUMNS if c in frame})
-        row.update(metric_values(read_json_or_empty(run / "metrics.json")))
+        try:
+            history = store.read_history(validate_against_status=True)
+            if history:
+                row.update({c: history[-1][c] for c in HISTORY_COLUMNS if c in history[-1]})
+            row.update(metric_values(store.read_metrics(current_only=True)))
+        except RunDamaged as err:
+            row.update(status="damaged", reason=str(err))
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -138,10 +146,10 @@ def write_tables(runs: pd.DataFrame, summary: pd.DataFrame, out: Path) -> list[P
 
 def _histories(out: Path, runs: pd.DataFrame) -> pd.DataFrame:
     frames = []
-    for run in runs.itertuples():
-        path = out / run.run_dir / "history.csv"
-        if path.is_file():
-            frame = pd.read_csv(path)
+    for run in runs[runs["status"] != "damaged"].itertuples():
+        history = RunStore(out / run.run_dir).read_history(validate_against_status=True)
+        if history:
+            frame = pd.DataFrame(history)
             frame["dataset"], frame["label"], frame["seed"] = run.dataset, run.label, run.seed
             frames.append(frame)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -198,7 +206,7 @@ def write_index(runs: pd.DataFrame, files: list[Path], out: Path) -> Path:
     images = "\n".join(
         f'<figure><img src="{html.escape(str(p.relative_to(out)))}" style="max-width:100%">'
         f"<figcaption>{html.escape(p.name)}</figcaption></figure>" for p in files if p.suffix == ".png")
-    failed = runs[runs["status"] == "failed"] if not runs.empty else runs
+    failed = runs[runs["status"].isin(["failed", "damaged"])] if not runs.empty else runs
     failures = "\n".join(f"<li>{html.escape(r.run_dir)}: {html.escape(str(r.reason))}</li>"
                          for r in failed.itertuples()) or "<li>none</li>"
     counts = runs["status"].value_counts().to_dict() if not runs.empty else {}

@@ -1,17 +1,18 @@
 """Train one RunSpec: the optimiser loop, logging, checkpoints, resume, failure isolation.
 
-A run folder holds `config.json`, `history.csv` (one row every `log_every` steps: step, every loss
-term, every value the method logs), `model.pt` (checkpoint: network, method, optimiser and RNG
-states) and `status.json` (running / done / failed, with the reason). Same seed and device give
-the same history, also across a resume. Values are read back to the host only on logging steps.
+What is written where is the run store's business (bench/store.py): training reports its
+config, a heartbeat, history rows (one every `log_every` steps: step, every loss term, every
+value the method logs), checkpoints (network, method, optimiser and RNG states) and its end.
+Same seed and device give the same history, also across a resume. A finished run keeps only its
+final weights unless `keep_checkpoints`; extending it then restarts the optimiser (and says so).
+Values are read back to the host only on logging steps. `Session` is one run's training
+session in its store, shared with seed groups (bench/group.py), which train several runs at once.
 """
 from __future__ import annotations
 
-import csv
-import io
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -19,14 +20,11 @@ import torch
 from disentbench import methods
 from disentbench.bench import data as datasets
 from disentbench.bench import precision as precisions
-from disentbench.bench.io import atomic_path, read_json, read_json_or_empty, write_json, write_text
 from disentbench.bench.nets import VAE
 from disentbench.bench.spec import RunSpec
+from disentbench.bench.store import RunConflict  # noqa: F401  (raised by train; callers catch it here)
+from disentbench.bench.store import RunDamaged, RunState, RunStore
 from disentbench.methods.base import TrainContext
-
-
-class RunConflict(Exception):
-    """The run folder holds a different run; the message says which field differs."""
 
 
 @dataclass
@@ -36,7 +34,8 @@ class RunResult:
     status: str                 # "done", "failed" or "skipped" (already done)
     step: int
     reason: str = ""
-    seconds: float = 0.0
+    seconds: float = 0.0        # of this call; status.json sums the seconds of every session
+    warnings: list = field(default_factory=list)   # as status.json's "warnings"
 
 
 def pick_device(name: str | None = None) -> torch.device:
@@ -46,27 +45,17 @@ def pick_device(name: str | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def read_status(run_dir) -> dict:
-    return read_json_or_empty(Path(run_dir) / "status.json")
-
-
-def is_finished(spec: RunSpec, out) -> bool:
-    """True if `spec`'s folder under `out` holds a run trained to at least `spec.steps`."""
-    status = read_status(spec.run_dir(out))
-    return status.get("status") == "done" and status.get("step", 0) >= spec.steps
-
-
-def check_resumable(spec: RunSpec, run_dir: Path) -> None:
-    """Raise RunConflict if `run_dir` holds a run that is not `spec` (more steps are allowed)."""
-    try:
-        old = RunSpec.from_dict(read_json(run_dir / "config.json")["spec"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return
-    if old.identity() != spec.identity():
-        diff = {k: (v, spec.identity()[k]) for k, v in old.identity().items()
-                if spec.identity()[k] != v}
-        raise RunConflict(f"{run_dir} holds another run ({', '.join(f'{k}: {a} there, {b} asked' for k, (a, b) in diff.items())}); "
-                          f"use another --out or delete that folder")
+def row_values(terms: dict, method) -> dict[str, torch.Tensor]:
+    """The 0-d tensors of one history row, still on the device: the loss terms, then the
+    method's logged values (vectors split into name_0, name_1, ...)."""
+    values = {k: v.detach().reshape(()) for k, v in terms.items()}
+    for name, value in method.logged().items():
+        value = torch.as_tensor(value).detach()
+        if value.numel() == 1:
+            values[name] = value.reshape(())
+        else:
+            values.update({f"{name}_{i}": v for i, v in enumerate(value.reshape(-1))})
+    return values
 
 
 class Trainer:
@@ -107,16 +96,9 @@ class Trainer:
 
     def row(self, terms: dict) -> dict:
         """One history row; the only host sync of a logging step."""
-        values = {k: v.detach() for k, v in terms.items()}
-        for name, value in self.method.logged().items():
-            value = torch.as_tensor(value).detach()
-            if value.numel() == 1:
-                values[name] = value.reshape(())
-            else:
-                values.update({f"{name}_{i}": v for i, v in enumerate(value.reshape(-1))})
-        names = list(values)
-        numbers = torch.stack([values[n].float().to(self.device) for n in names]).tolist()
-        return {"step": self.done_steps, **dict(zip(names, numbers))}
+        values = row_values(terms, self.method)
+        numbers = torch.stack([v.float().to(self.device) for v in values.values()]).tolist()
+        return {"step": self.done_steps, **dict(zip(values, numbers))}
 
     def state_dict(self) -> dict:
         return {"model": self.model.state_dict(), "method": self.method.state_dict(),
@@ -135,78 +117,161 @@ class Trainer:
             torch.cuda.set_rng_state_all(state["rng_cuda"])
         self.done_steps = state["step"]
 
+    def weights_state_dict(self) -> dict:
+        """What a finished run keeps: the network and the method's state without its
+        resume-only extra state (an optimiser of its own, e.g. FactorVAE's discriminator Adam)."""
+        method = {k: v for k, v in self.method.state_dict().items()
+                  if not k.endswith("_extra_state")}
+        return {"model": self.model.state_dict(), "method": method, "step": self.done_steps}
 
-def _write_history(path: Path, rows: list[dict]) -> None:
-    columns = list(dict.fromkeys(k for row in rows for k in row))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns)
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text(path, buffer.getvalue())
-
-
-def _read_history(path: Path, up_to_step: int) -> list[dict]:
-    if not path.is_file():
-        return []
-    with open(path, newline="") as f:
-        rows = [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
-    for row in rows:
-        row["step"] = int(row["step"])
-    return [row for row in rows if row["step"] <= up_to_step]
-
-
-def _save_checkpoint(trainer: Trainer, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(trainer.state_dict(), tmp)
+    def load_weights(self, state: dict) -> None:
+        """Continue from `weights_state_dict()`: fresh optimisers, random streams reseeded from
+        (seed, step), so that the batches differ from the first steps'."""
+        self.model.load_state_dict(state["model"])
+        missing, unexpected = self.method.load_state_dict(state["method"], strict=False)
+        if unexpected or any(not k.endswith("_extra_state") for k in missing):
+            raise RunDamaged(f"the checkpoint's method state does not fit {self.spec.method} "
+                             f"(missing {missing}, unexpected {unexpected})")
+        self.done_steps = state["step"]
+        torch.manual_seed(self.spec.seed + (self.done_steps << 32))
+        self.generator.manual_seed(self.spec.seed + (self.done_steps << 32))
 
 
-def train(spec: RunSpec, out, data=None, device=None, progress=None,
-          precision: str = "fp32") -> RunResult:
+def train(spec: RunSpec, out, data=None, device=None, progress=None, *,
+          keep_checkpoints: bool = False, repair: bool = False, retry_failed: bool = False,
+          config_extra: dict | None = None, precision: str = "fp32") -> RunResult:
     """Train `spec` into its folder under `out`, resuming from its checkpoint if there is one.
 
     `data` is the loaded dataset (loaded here if None); `progress(n)` is called with the number of
-    newly completed steps; `precision` is auto|bf16|fp32 (bench.precision), recorded in
-    config.json. Never raises for a failing run: a non-finite loss, a diverging method or an
-    exception ends the run with status "failed" and the reason. RunConflict is raised if the
-    folder holds a different run.
+    newly completed steps. Never raises for a failing run: a non-finite loss, a diverging method
+    or an exception ends the run with status "failed" and the reason. A run that failed before
+    is returned as failed, untouched, unless `retry_failed`. A damaged folder (the store says
+    which file and why) fails the run, or with `repair` is moved aside and retrained from step 0.
+    A finished run keeps only its final weights unless `keep_checkpoints`. `precision` is
+    auto|bf16|fp32 (bench/precision.py); the one used and `config_extra` are recorded in
+    config.json. RunConflict is raised if the folder holds a different run, ValueError for an
+    unknown precision.
     """
-    run_dir = spec.run_dir(out)
-    check_resumable(spec, run_dir)
-    if is_finished(spec, out):
-        return RunResult(spec, run_dir, "skipped", read_status(run_dir)["step"])
     device = pick_device(device)
-    started = time.perf_counter()
-    trainer = None
+    precision = precisions.resolve(precision, device)
+    store = RunStore.of(spec, out)
+    state = store.state(spec)
+    if state.kind == "done":
+        return RunResult(spec, store.dir, "skipped", state.step, warnings=state.warnings)
+    if state.kind == "failed" and not retry_failed:
+        return RunResult(spec, store.dir, "failed", state.step, state.message,
+                         warnings=state.warnings)
+    notes = []
+    if state.kind == "damaged":
+        if not repair:
+            reason = (f"damaged run folder: {state.message}; rerun with --repair to move it "
+                      f"aside and train the run again from step 0")
+            store.mark_damaged(reason)
+            return RunResult(spec, store.dir, "failed", state.step, reason)
+        moved = store.move_aside()
+        notes.append(f"the damaged folder was moved to {moved.name} and the run trained again "
+                     f"from step 0 ({state.message})")
+        state = RunState("new")
+    session = Session(spec, store, state, device, precision, config_extra, notes)
+    trainer, error = None, None
     try:
         if data is None:
             data = datasets.load(spec.dataset).to(device)
         trainer = Trainer(spec, data, device, precision)
-        checkpoint = run_dir / "model.pt"
-        if checkpoint.is_file():
-            trainer.load_state_dict(torch.load(checkpoint, map_location=device, weights_only=False))
-        history = _read_history(run_dir / "history.csv", trainer.done_steps)
-        write_json(run_dir / "config.json", {
-            "spec": spec.to_dict(), "device": str(device), "precision": trainer.precision,
-            "dataset_size": len(data),
-            "method_params": trainer.method.hparams, "torch": torch.__version__,
-            "reconstruction": trainer.method.reconstruction_loss})
-        write_json(run_dir / "status.json", {"status": "running", "step": trainer.done_steps,
-                                             "steps": spec.steps, "device": str(device)})
-        failure = _loop(trainer, history, run_dir, progress)
+        session.attach(trainer)
+        failure = _loop(trainer, session, progress, keep_checkpoints)
+    except KeyboardInterrupt:
+        session.interrupted(trainer.done_steps if trainer else state.step)
+        raise
     except Exception as err:                     # isolate the run: record and return
-        failure = f"{type(err).__name__}: {err}"
-        write_text(run_dir / "error.txt", traceback.format_exc())
-    seconds = time.perf_counter() - started
-    step = trainer.done_steps if trainer else 0
-    status = {"status": "failed" if failure else "done", "step": step, "steps": spec.steps,
-              "device": str(device), "seconds": round(seconds, 3)}
-    if failure:
-        status["reason"] = failure
-    write_json(run_dir / "status.json", status)
-    return RunResult(spec, run_dir, status["status"], step, failure or "", seconds)
+        failure, error = f"{type(err).__name__}: {err}", traceback.format_exc()
+    return session.end(trainer.done_steps if trainer else state.step, failure, error)
 
 
-def _loop(trainer: Trainer, history: list, run_dir: Path, progress) -> str | None:
+class Session:
+    """One training session of one run, reported to its store: begun on creation (config.json,
+    a running status, the history cut back to the checkpoint), then `attach` a Trainer, `log`
+    each logging row, `save_checkpoint`, and `end` (or `interrupted`). `train` runs one;
+    `bench.group.train_group` runs one per member of a seed group, so both write the same files.
+    """
+
+    def __init__(self, spec: RunSpec, store: RunStore, state: RunState, device: torch.device,
+                 precision: str, config_extra: dict | None = None, notes: list[str] = ()):
+        self.spec, self.store, self.state = spec, store, state
+        self.history = state.history
+        self.started = time.perf_counter()
+        self.config = {"spec": spec.to_dict(), "device": str(device), "precision": precision,
+                       "torch": torch.__version__, **(config_extra or {})}
+        store.begin(self.config, steps=spec.steps, device=str(device), resumed=state,
+                    warnings=list(notes))
+
+    def attach(self, trainer: Trainer) -> None:
+        """Resume `trainer` from the run's checkpoint (if any) and complete config.json."""
+        if self.state.checkpoint:
+            _resume(trainer, self.state.checkpoint, self.store)
+        self.store.write_config({**self.config, "dataset_size": len(trainer.data),
+                                 "method_params": trainer.method.hparams,
+                                 "reconstruction": trainer.method.reconstruction_loss})
+
+    def log(self, trainer: Trainer, row: dict, nonfinite: bool) -> str | None:
+        """Record a logging step's row; return why the run fails here (`failure_reason`; the
+        history is then written), else None after a heartbeat."""
+        self.history.append(row)
+        if reason := failure_reason(trainer, row, nonfinite, self.store.checkpoint_step()):
+            self.store.write_history(self.history)
+            return reason
+        self.store.heartbeat(row["step"])
+        return None
+
+    def save_checkpoint(self, trainer: Trainer, keep_checkpoints: bool, state_dict=None) -> None:
+        """Checkpoint the trainer: its full state (`state_dict()`, default `trainer.state_dict`),
+        or at the final step only its weights unless `keep_checkpoints`. Never overwrites a good
+        checkpoint with a non-finite state (the next logging step fails the run)."""
+        if trainer.nonfinite.item():
+            return
+        final = trainer.done_steps == self.spec.steps and not keep_checkpoints
+        state = trainer.weights_state_dict() if final else (state_dict or trainer.state_dict)()
+        self.store.save_checkpoint(state, self.history)
+
+    def interrupted(self, step: int) -> None:
+        self.store.interrupted(step)
+
+    def end(self, step: int, failure: str | None = None, error: str | None = None) -> RunResult:
+        """The run's final status (done, or failed with `failure` and the traceback `error`)."""
+        final = self.store.finish(step, failure, error)
+        return RunResult(self.spec, self.store.dir, final["status"], step, failure or "",
+                         time.perf_counter() - self.started, final.get("warnings", []))
+
+
+def failure_reason(trainer: Trainer, row: dict, nonfinite: bool,
+                   checkpoint_step: int) -> str | None:
+    """Why a run fails at the logging step of `row`: its loss went non-finite at or before it
+    (`nonfinite`; the checkpoint at `checkpoint_step`, 0 for none, holds the last finite
+    state), or its method says it diverged. None if it goes on."""
+    if nonfinite:
+        bad = [k for k, v in row.items() if v != v or v in (float("inf"), float("-inf"))]
+        kept = (f"the checkpoint holds the last finite state (step {checkpoint_step})"
+                if checkpoint_step else "no checkpoint had been written")
+        return (f"non-finite loss at or before step {row['step']} "
+                f"(non-finite now: {', '.join(bad) or 'none logged'}); {kept}")
+    return trainer.method.diverged(row)
+
+
+def _resume(trainer: Trainer, checkpoint: dict, store: RunStore) -> None:
+    """Load `checkpoint` into `trainer`: exactly where it holds the optimiser and RNG states,
+    else (a finished run's weights) with the optimiser restarted, which the store records."""
+    if "optimizer" in checkpoint:
+        trainer.load_state_dict(checkpoint)
+        return
+    trainer.load_weights(checkpoint)
+    if trainer.done_steps < trainer.spec.steps:
+        store.warn(f"extended from step {trainer.done_steps} to {trainer.spec.steps} with the "
+                   f"optimiser restarted from the saved weights (the finished run kept only its "
+                   f"weights; --keep-checkpoints keeps the optimiser state and continues "
+                   f"exactly)")
+
+
+def _loop(trainer: Trainer, session: Session, progress, keep_checkpoints: bool) -> str | None:
     """Run the remaining steps; return a failure reason, or None when finished."""
     spec = trainer.spec
     trainer.model.train()
@@ -216,27 +281,11 @@ def _loop(trainer: Trainer, history: list, run_dir: Path, progress) -> str | Non
         n = trainer.done_steps
         if n % spec.log_every == 0 or n == spec.steps:
             row = trainer.row(terms)
-            history.append(row)
-            reason = None
-            if trainer.nonfinite.item():
-                bad = [k for k, v in row.items() if v != v or v in (float("inf"), float("-inf"))]
-                reason = (f"non-finite loss at or before step {n} "
-                          f"(non-finite now: {', '.join(bad) or 'none logged'}); "
-                          f"the checkpoint holds the last finite state")
-            else:
-                reason = trainer.method.diverged(row)
-            if reason:
-                _write_history(run_dir / "history.csv", history)
+            if reason := session.log(trainer, row, trainer.nonfinite.item()):
                 return reason
             if progress:
                 progress(n - last_reported)
                 last_reported = n
         if n % spec.checkpoint_every == 0 or n == spec.steps:
-            if trainer.nonfinite.item():
-                continue                       # never overwrite a good checkpoint; reported above
-            _save_checkpoint(trainer, run_dir / "model.pt")
-            _write_history(run_dir / "history.csv", history)
-            write_json(run_dir / "status.json", {"status": "running", "step": n,
-                                                 "steps": spec.steps,
-                                                 "device": str(trainer.device)})
+            session.save_checkpoint(trainer, keep_checkpoints)
     return None

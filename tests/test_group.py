@@ -1,11 +1,13 @@
 """Seed groups (bench/group.py): member k of a stacked group follows seed k's single run.
 
 Tolerance: every history value of every member within rtol 1e-4 (plus atol 1e-5 for values
-near zero) of the single run over 20 steps, for every registered method; the RNG and data
-generator states exactly equal; weights within Adam's bound lr·steps element-wise (an element
-whose gradient is pure rounding noise can move by up to lr a step either way) and within 1e-6
-on average. The only difference is float rounding of the stacked (grouped) convolutions;
-measured worst relative differences of history values: 2e-6 to 3e-5 depending on the method.
+near zero) of the single run, for every registered method (6 steps of batch 4 each, to keep the
+default suite fast: the stacking, RNG and state bookkeeping are the same at every step); the RNG
+and data generator states exactly equal; weights within Adam's bound lr·steps element-wise (an
+element whose gradient is pure rounding noise can move by up to lr a step either way) and within
+1e-6 on average. The only difference is float rounding of the stacked (grouped) convolutions;
+measured worst relative differences of history values over 20 steps of batch 8: 2e-6 to 3e-5
+depending on the method.
 """
 import csv
 import dataclasses
@@ -19,12 +21,14 @@ from disentbench import methods
 from disentbench.bench import group as group_module
 from disentbench.bench.group import GroupTrainer, check_seed_group, train_group
 from disentbench.bench.spec import RunSpec
-from disentbench.bench.train import Trainer, train
+from disentbench.bench.store import RunStore
+from disentbench.bench.train import RunConflict, Trainer, failure_reason, train
 from tests.helpers import tiny_dsprites_like
 
 CPU = torch.device("cpu")
 SEEDS = (0, 3)
-STEPS = 20
+STEPS = 6
+BATCH = 4
 
 
 @pytest.fixture(scope="module")
@@ -32,9 +36,9 @@ def data():
     return tiny_dsprites_like()
 
 
-def specs(method, seeds=SEEDS, steps=STEPS):
-    return [RunSpec(method=method, dataset="tiny", seed=s, steps=steps, batch_size=8)
-            for s in seeds]
+def specs(method, seeds=SEEDS, steps=STEPS, **fields):
+    return [RunSpec(method=method, dataset="tiny", seed=s, steps=steps, batch_size=BATCH,
+                    **fields) for s in seeds]
 
 
 def single_history(spec, data, steps=STEPS):
@@ -70,33 +74,40 @@ def test_member_equals_its_single_run(method, data):
 
 
 def test_a_saved_member_resumes_alone_as_its_single_run(data):
-    spec = specs("l-vae", steps=10)
+    spec = specs("l-vae", steps=6)
     group = GroupTrainer(spec, data, CPU)
-    for _ in range(5):
+    for _ in range(3):
         group.step()
     resumed = Trainer(spec[1], data, CPU)
     resumed.load_state_dict(group.member_state_dict(1))
-    got = [resumed.row(resumed.step()) for _ in range(5)]
-    want, _ = single_history(spec[1], data, steps=10)
-    assert_rows_close(got, want[5:])
+    got = [resumed.row(resumed.step()) for _ in range(3)]
+    want, _ = single_history(spec[1], data, steps=6)
+    assert_rows_close(got, want[3:])
+
+
+def failures(group, rows):
+    """{member index: reason} by the checks `train` makes at a logging step."""
+    return {k: reason for k, (m, row, nonfinite) in
+            enumerate(zip(group.members, rows, group.nonfinite_at_rows))
+            if (reason := failure_reason(m, row, nonfinite, 0))}
 
 
 def test_a_non_finite_member_fails_alone(data):
     group = GroupTrainer(specs("beta-vae", seeds=(0, 3, 5)), data, CPU)
     histories = {s: [] for s in (0, 3, 5)}
-    for step in range(1, 11):
-        if step == 3:
+    for step in range(1, STEPS + 1):
+        if step == 2:
             with torch.no_grad():
                 group.members[1].model.encoder.mu.weight.fill_(math.nan)
         rows = group.rows(group.step())
         for m, row in zip(group.members, rows):
             histories[m.spec.seed].append(row)
-        if step % 5 == 0:
-            group.drop(group.failures(rows))
+        if step % 3 == 0:
+            group.drop(failures(group, rows))
     assert list(group.failed) == [3] and "non-finite loss" in group.failed[3]
     assert [m.spec.seed for m in group.members] == [0, 5]
     for k, seed in ((0, 0), (2, 5)):
-        want, _ = single_history(specs("beta-vae", seeds=(0, 3, 5))[k], data, steps=10)
+        want, _ = single_history(specs("beta-vae", seeds=(0, 3, 5))[k], data)
         assert_rows_close(histories[seed], want)
 
 
@@ -104,7 +115,8 @@ def test_a_diverging_member_fails_alone_with_its_methods_reason(data):
     group = GroupTrainer(specs("l-vae-noreg"), data, CPU)
     with torch.no_grad():
         group.members[0].method.log_var.fill_(20.0)            # σ² = e^20 > 1e4
-    group.drop(group.failures(group.rows(group.step())))
+    rows = group.rows(group.step())
+    group.drop(failures(group, rows))
     assert list(group.failed) == [0] and "left [0.0001, 10000]" in group.failed[0]
     assert [m.spec.seed for m in group.members] == [3]
     group.step()                                               # the other member goes on
@@ -121,41 +133,91 @@ def test_a_group_holds_runs_that_differ_only_in_seed():
 
 
 def read_history(run_dir):
-    with open(run_dir / "history.csv") as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    return RunStore(run_dir).read_history()
 
 
-def test_train_group_writes_each_members_own_run_and_resumes_it(tmp_path, data):
-    short = [RunSpec(method="l-vae", dataset="tiny", seed=s, steps=6, batch_size=8, log_every=3)
-             for s in SEEDS]
-    results = train_group(short, tmp_path / "group", data=data, device="cpu")
-    assert [(r.spec.seed, r.status, r.step) for r in results] == [(0, "done", 6), (3, "done", 6)]
-    longer = [dataclasses.replace(spec, steps=12) for spec in short]
-    results = train_group(longer, tmp_path / "group", data=data, device="cpu")
-    assert [(r.status, r.step) for r in results] == [("done", 12), ("done", 12)]
-    assert [r.status for r in train_group(longer, tmp_path / "group", data=data)] == ["skipped"] * 2
-    train(longer[1], tmp_path / "single", data=data, device="cpu")
-    got, want = (read_history(longer[1].run_dir(tmp_path / x)) for x in ("group", "single"))
-    assert_rows_close(got, want)
-    config = json.loads((results[1].run_dir / "config.json").read_text())
+def read(path):
+    return json.loads(path.read_text())
+
+
+def test_train_group_writes_each_members_run_as_train_does(tmp_path, data):
+    """Members' folders pass the store's checks, hold slim final weights unless
+    keep_checkpoints, and resume (exactly from a full checkpoint, or extended from slim
+    weights with the optimiser restarted) as `train` resumes a single run."""
+    short = specs("l-vae", log_every=3)
+    longer = [dataclasses.replace(spec, steps=9) for spec in short]
+    for keep in (True, False):
+        out = tmp_path / f"group-{keep}"
+        results = train_group(short, out, data=data, device="cpu", keep_checkpoints=keep,
+                              config_extra={"by": "test"})
+        assert [(r.spec.seed, r.status, r.step) for r in results] == [(0, "done", 6), (3, "done", 6)]
+        for spec in short:
+            store = RunStore.of(spec, out)
+            assert store.state(spec).kind == "done"
+            assert ("optimizer" in store.load_checkpoint()) == keep
+        results = train_group(longer, out, data=data, device="cpu", keep_checkpoints=keep)
+        assert [(r.status, r.step) for r in results] == [("done", 9), ("done", 9)]
+        assert all(bool(r.warnings) != keep for r in results)     # "extended ... restarted"
+    assert [r.status for r in train_group(longer, out, data=data)] == ["skipped"] * 2
+    train(longer[1], tmp_path / "straight", data=data, device="cpu")
+    train(short[1], tmp_path / "extended", data=data, device="cpu")
+    train(longer[1], tmp_path / "extended", data=data, device="cpu")
+    for grouped, single in (("group-True", "straight"), ("group-False", "extended")):
+        got, want = (read_history(longer[1].run_dir(tmp_path / x)) for x in (grouped, single))
+        assert [r["step"] for r in got] == [3, 6, 9]
+        assert_rows_close(got, want)
+    config = read(longer[1].run_dir(tmp_path / "group-True") / "config.json")
     assert config["seed_group"] == [0, 3] and config["precision"] == "fp32"
-    assert config["spec"] == longer[1].to_dict()
+    assert config["spec"] == longer[1].to_dict() and config["by"] == "test"
+    assert read(longer[1].run_dir(tmp_path / "group-True") / "status.json")["history_rows"] == 3
+
+
+def test_train_group_trains_members_at_another_step_alone(tmp_path, data):
+    runs = specs("vae", seeds=(0, 3, 5, 7), steps=4, log_every=2)
+    train(runs[2], tmp_path, data=data, device="cpu")                       # done
+    train(dataclasses.replace(runs[3], steps=2), tmp_path, data=data, device="cpu",
+          keep_checkpoints=True)                                            # at step 2
+    (runs[1].run_dir(tmp_path)).mkdir(parents=True)
+    (runs[1].run_dir(tmp_path) / "status.json").write_text("{")             # damaged
+    results = train_group(runs, tmp_path, data=data, device="cpu")
+    assert [(r.status, r.step) for r in results] == [
+        ("done", 4), ("failed", 0), ("skipped", 4), ("done", 4)]
+    assert "damaged run folder" in results[1].reason
+    assert "seed_group" not in read(runs[0].run_dir(tmp_path) / "config.json")   # a group of one
+    repaired = train_group(runs, tmp_path, data=data, device="cpu", repair=True)
+    assert [r.status for r in repaired] == ["skipped", "done", "skipped", "skipped"]
+
+
+def test_train_group_raises_a_conflict_before_writing_anything(tmp_path, data):
+    runs = specs("vae", steps=2)
+    train(dataclasses.replace(runs[1], batch_size=2), tmp_path, data=data, device="cpu")
+    with pytest.raises(RunConflict, match="batch_size"):
+        train_group(runs, tmp_path, data=data, device="cpu")
+    assert not RunStore.of(runs[0], tmp_path).exists()
 
 
 def test_train_group_fails_a_member_alone_in_its_folder(tmp_path, data, monkeypatch):
-    def first_member_fails_at_step_3(self, rows):
-        return {0: "forced failure"} if rows[0]["step"] == 3 and len(rows) == 2 else {}
+    step = GroupTrainer.step
 
-    monkeypatch.setattr(GroupTrainer, "failures", first_member_fails_at_step_3)
-    runs = [RunSpec(method="vae", dataset="tiny", seed=s, steps=6, batch_size=8, log_every=3)
-            for s in SEEDS]
+    def first_member_goes_non_finite_at_step_2(self):
+        if self.done_steps == 1 and len(self.members) == 2:
+            with torch.no_grad():
+                self.members[0].model.encoder.mu.weight.fill_(math.nan)
+        return step(self)
+
+    monkeypatch.setattr(GroupTrainer, "step", first_member_goes_non_finite_at_step_2)
+    runs = specs("vae", log_every=3, checkpoint_every=3)
     failed, done = train_group(runs, tmp_path, data=data, device="cpu")
-    assert (failed.status, failed.step, failed.reason) == ("failed", 3, "forced failure")
+    assert (failed.status, failed.step) == ("failed", 3)
+    assert failed.reason.startswith("non-finite loss at or before step 3")
+    assert "no checkpoint had been written" in failed.reason
     assert (done.status, done.step) == ("done", 6)
-    status = json.loads((failed.run_dir / "status.json").read_text())
-    assert status["status"] == "failed" and status["reason"] == "forced failure"
+    status = read(failed.run_dir / "status.json")
+    assert status["status"] == "failed" and status["reason"] == failed.reason
     assert [row["step"] for row in read_history(failed.run_dir)] == [3]
+    assert not (failed.run_dir / "model.pt").exists()
     assert [row["step"] for row in read_history(done.run_dir)] == [3, 6]
+    assert RunStore.of(runs[1], tmp_path).state(runs[1]).kind == "done"
 
 
 def test_seed_groups_pay_only_on_a_gpu():

@@ -77,8 +77,8 @@ def resumed_equals_straight(tmp_path, data, method):
     def spec(steps):
         return RunSpec(method, "tiny", 0, steps, batch_size=8, log_every=1, checkpoint_every=2)
     train(spec(4), tmp_path / "straight", data=data, device="cpu")
-    train(spec(2), tmp_path / "resumed", data=data, device="cpu")
-    result = train(spec(4), tmp_path / "resumed", data=data, device="cpu")
+    train(spec(2), tmp_path / "resumed", data=data, device="cpu", keep_checkpoints=True)
+    result = train(spec(4), tmp_path / "resumed", data=data, device="cpu", keep_checkpoints=True)
     assert result.status == "done"
     straight = read_history(tmp_path / "straight" / "runs" / "tiny" / method / "seed0")
     assert read_history(result.run_dir) == straight

@@ -62,9 +62,11 @@ def test_same_seed_same_history_and_other_seed_differs(tmp_path, data):
 
 
 def test_resume_continues_exactly(tmp_path, data):
-    """10 steps, then extended to 20 from the checkpoint == 20 steps in one go."""
+    """10 steps kept with their optimiser state, then extended to 20 from the checkpoint ==
+    20 steps in one go."""
     train(spec(steps=20, checkpoint_every=10), tmp_path / "straight", data=data, device="cpu")
-    train(spec(steps=10, checkpoint_every=10), tmp_path / "resumed", data=data, device="cpu")
+    train(spec(steps=10, checkpoint_every=10), tmp_path / "resumed", data=data, device="cpu",
+          keep_checkpoints=True)
     result = train(spec(steps=20, checkpoint_every=10), tmp_path / "resumed", data=data,
                    device="cpu")
     assert result.status == "done"
@@ -99,6 +101,7 @@ def test_non_finite_loss_fails_the_run_without_raising(tmp_path, data, monkeypat
     result = train(spec("exploding-test"), tmp_path, data=data, device="cpu")
     assert result.status == "failed"
     assert "non-finite loss at or before step 10" in result.reason
+    assert "no checkpoint had been written" in result.reason
     status = json.loads((result.run_dir / "status.json").read_text())
     assert status["status"] == "failed" and "non-finite" in status["reason"]
     assert [int(r["step"]) for r in read_history(result.run_dir)] == [5, 10]
