@@ -9,7 +9,6 @@ element whose gradient is pure rounding noise can move by up to lr a step either
 measured worst relative differences of history values over 20 steps of batch 8: 2e-6 to 3e-5
 depending on the method.
 """
-import csv
 import dataclasses
 import json
 import math
@@ -150,7 +149,8 @@ def test_train_group_writes_each_members_run_as_train_does(tmp_path, data):
         out = tmp_path / f"group-{keep}"
         results = train_group(short, out, data=data, device="cpu", keep_checkpoints=keep,
                               config_extra={"by": "test"})
-        assert [(r.spec.seed, r.status, r.step) for r in results] == [(0, "done", 6), (3, "done", 6)]
+        assert [(r.spec.seed, r.status, r.step) for r in results] == [(0, "done", 6),
+                                                                      (3, "done", 6)]
         for spec in short:
             store = RunStore.of(spec, out)
             assert store.state(spec).kind == "done"
