@@ -5,7 +5,8 @@ config, a heartbeat, history rows (one every `log_every` steps: step, every loss
 value the method logs), checkpoints (network, method, optimiser and RNG states) and its end.
 Same seed and device give the same history, also across a resume. A finished run keeps only its
 final weights unless `keep_checkpoints`; extending it then restarts the optimiser (and says so).
-Values are read back to the host only on logging steps.
+Values are read back to the host only on logging steps. `Session` is one run's training
+session in its store, shared with seed groups (bench/group.py), which train several runs at once.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import torch
 from disentbench import methods
 from disentbench.bench import data as datasets
 from disentbench.bench import diagnostics
+from disentbench.bench import precision as precisions
 from disentbench.bench.nets import VAE
 from disentbench.bench.spec import RunSpec
 from disentbench.bench.store import RunConflict  # noqa: F401  (raised by train; callers catch it here)
@@ -44,11 +46,27 @@ def pick_device(name: str | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def row_values(terms: dict, method, posterior) -> dict[str, torch.Tensor]:
+    """The 0-d tensors of one history row, still on the device: the loss terms, the latent
+    activity of the step's `posterior` (mu, logvar) (bench/diagnostics.py), then the method's
+    logged values (vectors split into name_0, name_1, ...)."""
+    values = {k: v.detach().reshape(()) for k, v in terms.items()}
+    values.update(diagnostics.latent_activity(*posterior))
+    for name, value in method.logged().items():
+        value = torch.as_tensor(value).detach()
+        if value.numel() == 1:
+            values[name] = value.reshape(())
+        else:
+            values.update({f"{name}_{i}": v for i, v in enumerate(value.reshape(-1))})
+    return values
+
+
 class Trainer:
     """Holds the state of one run; `step()` is one optimiser update (easy to wrap or time)."""
 
-    def __init__(self, spec: RunSpec, data, device: torch.device):
+    def __init__(self, spec: RunSpec, data, device: torch.device, precision: str = "fp32"):
         self.spec, self.data, self.device = spec, data, device
+        self.precision = precisions.resolve(precision, device)
         torch.manual_seed(spec.seed)
         self.model = VAE(data.num_channels, spec.latent_dim).to(device)
         self.method = methods.create(spec.method, **dict(spec.params)).to(device)
@@ -70,7 +88,7 @@ class Trainer:
 
     def step(self) -> dict:
         x = self.sample_batch()
-        out = self.model(x)
+        out = precisions.forward(self.model, x, self.precision)
         terms = self.method.loss(x, out, self.done_steps)
         self.posterior = out.mu.detach(), out.logvar.detach()     # for row()'s diagnostics
         self.optimizer.zero_grad(set_to_none=True)
@@ -83,17 +101,9 @@ class Trainer:
 
     def row(self, terms: dict) -> dict:
         """One history row; the only host sync of a logging step."""
-        values = {k: v.detach() for k, v in terms.items()}
-        values.update(diagnostics.latent_activity(*self.posterior))
-        for name, value in self.method.logged().items():
-            value = torch.as_tensor(value).detach()
-            if value.numel() == 1:
-                values[name] = value.reshape(())
-            else:
-                values.update({f"{name}_{i}": v for i, v in enumerate(value.reshape(-1))})
-        names = list(values)
-        numbers = torch.stack([values[n].float().to(self.device) for n in names]).tolist()
-        return {"step": self.done_steps, **dict(zip(names, numbers))}
+        values = row_values(terms, self.method, self.posterior)
+        numbers = torch.stack([v.float().to(self.device) for v in values.values()]).tolist()
+        return {"step": self.done_steps, **dict(zip(values, numbers))}
 
     def state_dict(self) -> dict:
         return {"model": self.model.state_dict(), "method": self.method.state_dict(),
@@ -134,7 +144,7 @@ class Trainer:
 
 def train(spec: RunSpec, out, data=None, device=None, progress=None, *,
           keep_checkpoints: bool = False, repair: bool = False, retry_failed: bool = False,
-          config_extra: dict | None = None) -> RunResult:
+          config_extra: dict | None = None, precision: str = "fp32") -> RunResult:
     """Train `spec` into its folder under `out`, resuming from its checkpoint if there is one.
 
     `data` is the loaded dataset (loaded here if None); `progress(n)` is called with the number of
@@ -142,9 +152,13 @@ def train(spec: RunSpec, out, data=None, device=None, progress=None, *,
     or an exception ends the run with status "failed" and the reason. A run that failed before
     is returned as failed, untouched, unless `retry_failed`. A damaged folder (the store says
     which file and why) fails the run, or with `repair` is moved aside and retrained from step 0.
-    A finished run keeps only its final weights unless `keep_checkpoints`. `config_extra` is
-    recorded in config.json. RunConflict is raised if the folder holds a different run.
+    A finished run keeps only its final weights unless `keep_checkpoints`. `precision` is
+    auto|bf16|fp32 (bench/precision.py); the one used and `config_extra` are recorded in
+    config.json. RunConflict is raised if the folder holds a different run, ValueError for an
+    unknown precision.
     """
+    device = pick_device(device)
+    precision = precisions.resolve(precision, device)
     store = RunStore.of(spec, out)
     state = store.state(spec)
     if state.kind == "done":
@@ -163,33 +177,92 @@ def train(spec: RunSpec, out, data=None, device=None, progress=None, *,
         notes.append(f"the damaged folder was moved to {moved.name} and the run trained again "
                      f"from step 0 ({state.message})")
         state = RunState("new")
-    device = pick_device(device)
-    started = time.perf_counter()
-    config = {"spec": spec.to_dict(), "device": str(device), "torch": torch.__version__,
-              **(config_extra or {})}
-    store.begin(config, steps=spec.steps, device=str(device), resumed=state, warnings=notes)
+    session = Session(spec, store, state, device, precision, config_extra, notes)
     trainer, error = None, None
     try:
         if data is None:
             data = datasets.load(spec.dataset).to(device)
-        trainer = Trainer(spec, data, device)
-        if state.checkpoint:
-            _resume(trainer, state.checkpoint, store)
-        store.write_config({**config, "dataset_size": len(data),
-                            "method_params": trainer.method.hparams,
-                            "reconstruction": trainer.method.reconstruction_loss})
-        failure = _loop(trainer, state.history, store, progress, keep_checkpoints)
+        trainer = Trainer(spec, data, device, precision)
+        session.attach(trainer)
+        failure = _loop(trainer, session, progress, keep_checkpoints)
     except KeyboardInterrupt:
-        store.interrupted(trainer.done_steps if trainer else state.step)
+        session.interrupted(trainer.done_steps if trainer else state.step)
         raise
     except Exception as err:                     # isolate the run: record and return
         failure, error = f"{type(err).__name__}: {err}", traceback.format_exc()
-    step = trainer.done_steps if trainer else state.step
-    for warning in diagnostics.warnings_from_history(state.history, spec.method):
-        store.warn(warning)
-    final = store.finish(step, failure, error)
-    return RunResult(spec, store.dir, final["status"], step, failure or "",
-                     time.perf_counter() - started, final.get("warnings", []))
+    return session.end(trainer.done_steps if trainer else state.step, failure, error)
+
+
+class Session:
+    """One training session of one run, reported to its store: begun on creation (config.json,
+    a running status, the history cut back to the checkpoint), then `attach` a Trainer, `log`
+    each logging row, `save_checkpoint`, and `end` (or `interrupted`). `train` runs one;
+    `bench.group.train_group` runs one per member of a seed group, so both write the same files.
+    """
+
+    def __init__(self, spec: RunSpec, store: RunStore, state: RunState, device: torch.device,
+                 precision: str, config_extra: dict | None = None, notes: list[str] = ()):
+        self.spec, self.store, self.state = spec, store, state
+        self.history = state.history
+        self.started = time.perf_counter()
+        self.config = {"spec": spec.to_dict(), "device": str(device), "precision": precision,
+                       "torch": torch.__version__, **(config_extra or {})}
+        store.begin(self.config, steps=spec.steps, device=str(device), resumed=state,
+                    warnings=list(notes))
+
+    def attach(self, trainer: Trainer) -> None:
+        """Resume `trainer` from the run's checkpoint (if any) and complete config.json."""
+        if self.state.checkpoint:
+            _resume(trainer, self.state.checkpoint, self.store)
+        self.store.write_config({**self.config, "dataset_size": len(trainer.data),
+                                 "method_params": trainer.method.hparams,
+                                 "reconstruction": trainer.method.reconstruction_loss})
+
+    def log(self, trainer: Trainer, row: dict, nonfinite: bool) -> str | None:
+        """Record a logging step's row; return why the run fails here (`failure_reason`; the
+        history is then written), else None after a heartbeat."""
+        self.history.append(row)
+        if reason := failure_reason(trainer, row, nonfinite, self.store.checkpoint_step()):
+            self.store.write_history(self.history)
+            return reason
+        self.store.heartbeat(row["step"])
+        return None
+
+    def save_checkpoint(self, trainer: Trainer, keep_checkpoints: bool, state_dict=None) -> None:
+        """Checkpoint the trainer: its full state (`state_dict()`, default `trainer.state_dict`),
+        or at the final step only its weights unless `keep_checkpoints`. Never overwrites a good
+        checkpoint with a non-finite state (the next logging step fails the run)."""
+        if trainer.nonfinite.item():
+            return
+        final = trainer.done_steps == self.spec.steps and not keep_checkpoints
+        state = trainer.weights_state_dict() if final else (state_dict or trainer.state_dict)()
+        self.store.save_checkpoint(state, self.history)
+
+    def interrupted(self, step: int) -> None:
+        self.store.interrupted(step)
+
+    def end(self, step: int, failure: str | None = None, error: str | None = None) -> RunResult:
+        """The run's final status (done, or failed with `failure` and the traceback `error`),
+        with the warnings its history carries (bench/diagnostics.py)."""
+        for warning in diagnostics.warnings_from_history(self.history, self.spec.method):
+            self.store.warn(warning)
+        final = self.store.finish(step, failure, error)
+        return RunResult(self.spec, self.store.dir, final["status"], step, failure or "",
+                         time.perf_counter() - self.started, final.get("warnings", []))
+
+
+def failure_reason(trainer: Trainer, row: dict, nonfinite: bool,
+                   checkpoint_step: int) -> str | None:
+    """Why a run fails at the logging step of `row`: its loss went non-finite at or before it
+    (`nonfinite`; the checkpoint at `checkpoint_step`, 0 for none, holds the last finite
+    state), or its method says it diverged. None if it goes on."""
+    if nonfinite:
+        bad = [k for k, v in row.items() if v != v or v in (float("inf"), float("-inf"))]
+        kept = (f"the checkpoint holds the last finite state (step {checkpoint_step})"
+                if checkpoint_step else "no checkpoint had been written")
+        return (f"non-finite loss at or before step {row['step']} "
+                f"(non-finite now: {', '.join(bad) or 'none logged'}); {kept}")
+    return trainer.method.diverged(row)
 
 
 def _resume(trainer: Trainer, checkpoint: dict, store: RunStore) -> None:
@@ -206,8 +279,7 @@ def _resume(trainer: Trainer, checkpoint: dict, store: RunStore) -> None:
                    f"exactly)")
 
 
-def _loop(trainer: Trainer, history: list, store: RunStore, progress,
-          keep_checkpoints: bool) -> str | None:
+def _loop(trainer: Trainer, session: Session, progress, keep_checkpoints: bool) -> str | None:
     """Run the remaining steps; return a failure reason, or None when finished."""
     spec = trainer.spec
     trainer.model.train()
@@ -217,28 +289,11 @@ def _loop(trainer: Trainer, history: list, store: RunStore, progress,
         n = trainer.done_steps
         if n % spec.log_every == 0 or n == spec.steps:
             row = trainer.row(terms)
-            history.append(row)
-            reason = None
-            if trainer.nonfinite.item():
-                bad = [k for k, v in row.items() if v != v or v in (float("inf"), float("-inf"))]
-                kept = (f"the checkpoint holds the last finite state (step "
-                        f"{store.checkpoint_step()})" if store.checkpoint_step()
-                        else "no checkpoint had been written")
-                reason = (f"non-finite loss at or before step {n} "
-                          f"(non-finite now: {', '.join(bad) or 'none logged'}); {kept}")
-            else:
-                reason = trainer.method.diverged(row)
-            if reason:
-                store.write_history(history)
+            if reason := session.log(trainer, row, trainer.nonfinite.item()):
                 return reason
-            store.heartbeat(n)
             if progress:
                 progress(n - last_reported)
                 last_reported = n
         if n % spec.checkpoint_every == 0 or n == spec.steps:
-            if trainer.nonfinite.item():
-                continue                       # never overwrite a good checkpoint; reported above
-            final = n == spec.steps and not keep_checkpoints
-            store.save_checkpoint(trainer.weights_state_dict() if final
-                                  else trainer.state_dict(), history)
+            session.save_checkpoint(trainer, keep_checkpoints)
     return None

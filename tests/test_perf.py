@@ -2,14 +2,38 @@
 import csv
 import io
 
+import pytest
+
 from disentbench.bench import perf, perf_metrics
 
 
-def test_perf_csv_has_both_cases(capsys):
-    assert perf.main(["--csv", "--steps", "1", "--rounds", "1"]) == 0
+def test_perf_csv_has_every_case_and_column(capsys, monkeypatch):
+    monkeypatch.setattr(perf, "usable_cores", lambda: 1)   # `default` in this process: fast
+    assert perf.main(["--csv", "--steps", "1", "--rounds", "1", "--batch-size", "8",
+                      "--device", "cpu"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
-    assert [r["case"] for r in rows] == ["plain", "harness"]
+    assert [r["case"] for r in rows] == ["plain", "harness", "group10", "bf16", "default"]
     assert all(r["device"] == "cpu" and float(r["images_per_s"]) > 0 for r in rows)
+    # one training step of the 1-channel network: 0.097 GFLOP per image (issue 12)
+    assert all(float(r["flops_per_image"]) == pytest.approx(0.0965e9, rel=0.01) for r in rows)
+    assert all(0 < float(r["fraction_of_peak"]) < 1 for r in rows)
+
+
+@pytest.mark.slow
+def test_default_case_measures_one_process_per_core_side_by_side(monkeypatch):
+    monkeypatch.setattr(perf, "usable_cores", lambda: 2)
+    assert perf.default_configuration("cpu")["processes"] == 2
+    assert perf.measure_default("cpu", steps=1, batch_size=8) > 0
+
+
+def test_peak_follows_the_cpu_flags(monkeypatch):
+    monkeypatch.setattr(perf, "cpu_clock_hz", lambda: 2e9)
+    monkeypatch.setattr(perf, "usable_cores", lambda: 2)
+    monkeypatch.setattr(perf.precisions, "cpu_flags", lambda: frozenset({"avx512f", "amx_bf16"}))
+    assert perf.peak_flops("cpu", "fp32") == 2 * 2e9 * 64
+    assert perf.peak_flops("cpu", "bf16") == 2 * 2e9 * 1024
+    monkeypatch.setattr(perf.precisions, "cpu_flags", lambda: frozenset({"avx2"}))
+    assert perf.peak_flops("cpu", "bf16") == perf.peak_flops("cpu", "fp32") == 2 * 2e9 * 32
 
 
 def test_metric_benchmark_prints_both_parts(capsys):
