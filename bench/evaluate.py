@@ -171,11 +171,10 @@ def write_metrics(run_dir, result: dict) -> Path:
 
 
 def default_names(device) -> list[str]:
-    """Every metric on a GPU; on a CPU every metric but the expensive ones (`CPU_EXPENSIVE`)."""
-    names = valid_names()
-    if torch.device(device).type == "cpu":
-        names = [n for n in names if n not in CPU_EXPENSIVE]
-    return names
+    """On a GPU every metric but the reference `dci` (`dci-fast` gives its values in seconds, not
+    minutes of CPU boosting); on a CPU every metric but the expensive ones (`CPU_EXPENSIVE`)."""
+    expensive = CPU_EXPENSIVE if torch.device(device).type == "cpu" else ("dci",)
+    return [n for n in valid_names() if n not in expensive]
 
 
 def load_model(run_dir, data, device="cpu") -> torch.nn.Module:
@@ -187,15 +186,26 @@ def load_model(run_dir, data, device="cpu") -> torch.nn.Module:
     return model.eval()
 
 
+def _kept(run_dir, size, seed) -> tuple[dict, dict]:
+    """`metrics.json` of `run_dir` and its metrics with values at this size and seed."""
+    previous = read_json_or_empty(Path(run_dir) / "metrics.json")
+    if not isinstance(previous, dict) or previous.get("size") != size or previous.get("seed") != seed:
+        return previous, {}
+    return previous, {n: r for n, r in previous.get("metrics", {}).items() if "values" in r}
+
+
+def pending_metrics(run_dir, names, *, size="default", seed=0) -> list[str]:
+    """The metrics of `names` that `evaluate_run` would compute for `run_dir`."""
+    kept = _kept(run_dir, size, seed)[1]
+    return [n for n in names if n not in kept]
+
+
 def evaluate_run(run_dir, data, names, *, size="default", seed=0, device="cpu") -> dict:
     """Evaluate the finished run in `run_dir` and write its `metrics.json`.
 
     Metrics already in `metrics.json` with the same size and seed are kept, not recomputed.
     """
-    previous = read_json_or_empty(Path(run_dir) / "metrics.json")
-    kept = {}
-    if previous.get("size") == size and previous.get("seed") == seed:
-        kept = {n: r for n, r in previous.get("metrics", {}).items() if "values" in r}
+    previous, kept = _kept(run_dir, size, seed)
     todo = [n for n in names if n not in kept]
     if not todo:
         return previous

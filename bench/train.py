@@ -55,6 +55,26 @@ def is_finished(spec: RunSpec, out) -> bool:
     return status.get("status") == "done" and status.get("step", 0) >= spec.steps
 
 
+def mark_interrupted(spec: RunSpec, out) -> int | None:
+    """Mark `spec`'s run, if its status says running, as interrupted at its last checkpoint (no
+    process is training it any more); return that step, or None if it was not running."""
+    run_dir = spec.run_dir(out)
+    status = read_status(run_dir)
+    if status.get("status") != "running":
+        return None
+    step = int(status.get("step", 0))
+    write_json(run_dir / "status.json", {
+        **status, "status": "interrupted", "step": step,
+        "reason": f"interrupted; the checkpoint holds step {step}, rerunning resumes from it"})
+    return step
+
+
+def final_history_row(run_dir) -> dict:
+    """The last row of a run's history (host floats, "step" an int); {} if there is none."""
+    rows = _read_history(Path(run_dir) / "history.csv", up_to_step=float("inf"))
+    return rows[-1] if rows else {}
+
+
 def check_resumable(spec: RunSpec, run_dir: Path) -> None:
     """Raise RunConflict if `run_dir` holds a run that is not `spec` (more steps are allowed)."""
     try:
@@ -158,11 +178,12 @@ def _save_checkpoint(trainer: Trainer, path: Path) -> None:
         torch.save(trainer.state_dict(), tmp)
 
 
-def train(spec: RunSpec, out, data=None, device=None, progress=None) -> RunResult:
+def train(spec: RunSpec, out, data=None, device=None, progress=None,
+          extra_config: dict | None = None) -> RunResult:
     """Train `spec` into its folder under `out`, resuming from its checkpoint if there is one.
 
     `data` is the loaded dataset (loaded here if None); `progress(n)` is called with the number of
-    newly completed steps. Never raises for a failing run: a non-finite loss, a diverging method
+    newly completed steps; `extra_config` is added to config.json (the ablation's source). Never raises for a failing run: a non-finite loss, a diverging method
     or an exception ends the run with status "failed" and the reason. RunConflict is raised if the
     folder holds a different run.
     """
@@ -184,7 +205,7 @@ def train(spec: RunSpec, out, data=None, device=None, progress=None) -> RunResul
         write_json(run_dir / "config.json", {
             "spec": spec.to_dict(), "device": str(device), "dataset_size": len(data),
             "method_params": trainer.method.hparams, "torch": torch.__version__,
-            "reconstruction": trainer.method.reconstruction_loss})
+            "reconstruction": trainer.method.reconstruction_loss, **(extra_config or {})})
         write_json(run_dir / "status.json", {"status": "running", "step": trainer.done_steps,
                                              "steps": spec.steps, "device": str(device)})
         failure = _loop(trainer, history, run_dir, progress)
