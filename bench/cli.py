@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import tempfile
 import tomllib
@@ -142,7 +143,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.config:
-        args = parser.parse_args(config_argv(args.config, parser) + argv)
+        from_file = config_argv(args.config, parser)
+        try:
+            parser.parse_args(from_file)
+        except UsageError as err:
+            raise UsageError(f"--config {args.config}: {err}") from None
+        args = parser.parse_args(from_file + argv)
     return args
 
 
@@ -254,6 +260,8 @@ def _options(args, device, chosen, names, out) -> runner.Options:
     cores = joblib.cpu_count()
     jobs = args.jobs or (cores if device.type == "cpu" else GPU_JOBS)
     threads = 1 if args.backend == "dask" else max(1, cores // jobs)
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():     # the user's cap per process
+        threads = max(1, min(threads, int(os.environ["OMP_NUM_THREADS"])))
     return runner.Options(
         out=out, device=str(device), metrics=tuple(names), eval_size=chosen["eval_size"],
         eval_seed=args.eval_seed, data_dir=args.data_dir, jobs=jobs,

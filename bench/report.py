@@ -229,8 +229,10 @@ def build(out) -> list[Path]:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m disentbench.bench.report", description=__doc__.splitlines()[0])
-    p.add_argument("out", nargs="?", default="results", help="results folder (default: results)")
+    p.add_argument("out", nargs="?", default=None, help="results folder (default: results)")
+    p.add_argument("--results", default=None, help="results folder (same as OUT)")
     args = p.parse_args(argv)
+    args.out = args.results or args.out or "results"
     files = build(args.out)
     if not files:
         print(f"no runs under {args.out}/runs")

@@ -105,7 +105,7 @@ class Grid:
 
 # Per worker process: the datasets loaded so far, on their device.
 _DATA: dict = {}
-_THREADS_SET: list = []
+_THREADS: list = []          # the thread count set in this process
 
 
 def dataset(name: str, load: Callable, data_dir, device) -> datasets.GroundTruthData:
@@ -261,18 +261,20 @@ def _run_one(spec: RunSpec, data, options: Options, queue, extra_config=None) ->
 
 
 def _set_threads(threads: int | None) -> None:
-    """Once per process: `threads` torch, BLAS/OpenMP and numba threads (more threads than
-    cores slow every process down many times over), and Ctrl-C left to the parent."""
-    if _THREADS_SET or threads is None:
+    """`threads` torch, BLAS/OpenMP and numba threads in this process (more threads than cores
+    slow every process down many times over); in a worker process, Ctrl-C is left to the
+    parent, which stops the workers."""
+    if threads is None or _THREADS == [threads]:
         return
     import numba
     from threadpoolctl import threadpool_limits
     torch.set_num_threads(threads)
-    _THREADS_SET.append(threadpool_limits(threads))
+    threadpool_limits(threads)
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    if (multiprocessing.parent_process() is not None
+    if (not _THREADS and multiprocessing.parent_process() is not None
             and threading.current_thread() is threading.main_thread()):
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _THREADS[:] = [threads]
 
 
 # ---------------------------------------------------------------- estimate
@@ -436,6 +438,8 @@ def summary(outcomes: list[Outcome]) -> str:
     lines = [f"{len(outcomes)} runs: {trained} trained or evaluated now, {already} already done, "
              f"{len(failed)} failed"]
     lines += [f"  failed: {o.name}: {o.reason}" for o in failed]
+    if not outcomes:
+        return lines[0]
     labels = list(dict.fromkeys(o.label for o in outcomes))
     names = list(dict.fromkeys(o.dataset for o in outcomes))
     cells = defaultdict(lambda: [0, 0, 0.0])
