@@ -194,7 +194,7 @@ def _settled(spec: RunSpec, state: str, out) -> Outcome:
         return Outcome(spec.dataset, spec.label, spec.seed, "done", "already done")
     reason = read_status(spec.run_dir(out)).get("reason", "no reason recorded")
     return Outcome(spec.dataset, spec.label, spec.seed, "failed",
-                   "failed earlier (--retry-failed retries it)", reason)
+                   "failed earlier, --retry-failed retries it", reason)
 
 
 def _not_trained(source: RunSpec, why: str) -> Outcome:
@@ -437,7 +437,7 @@ def summary(outcomes: list[Outcome]) -> str:
     already = sum(o.work == "already done" for o in outcomes)
     lines = [f"{len(outcomes)} runs: {trained} trained or evaluated now, {already} already done, "
              f"{len(failed)} failed"]
-    lines += [f"  failed: {o.name}: {o.reason}" for o in failed]
+    lines += [f"  failed: {o.name}: {o.reason} ({o.work})" for o in failed]
     if not outcomes:
         return lines[0]
     labels = list(dict.fromkeys(o.label for o in outcomes))
