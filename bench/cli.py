@@ -180,7 +180,7 @@ def metric_names(text: str, device) -> list[str]:
     return list(dict.fromkeys(auto + chosen))
 
 
-def _params(items: list[str], chosen: list[str]) -> dict[str, dict]:
+def parse_params(items: list[str], chosen: list[str]) -> dict[str, dict]:
     params: dict[str, dict] = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -291,7 +291,7 @@ def _run(argv: list[str]) -> int:
     profile, chosen = settings(args, device)
     chosen_methods = method_names(args.methods)
     data_names = _names(args.datasets, datasets.available(), datasets.available(), "dataset")
-    params = _params(args.param, chosen_methods)
+    params = parse_params(args.param, chosen_methods)
     names = metric_names(chosen["metrics"], device)
     out = _check_writable(args.out)
     options = _options(args, device, chosen, names, out)
