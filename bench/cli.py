@@ -199,8 +199,9 @@ def parse_params(items: list[str], chosen: list[str]) -> dict[str, dict]:
     return params
 
 
-def pick_device(name: str | None) -> torch.device:
-    """`name` checked against this machine's devices, else CUDA when present, else CPU."""
+def pick_device(name: str | None, remote: bool = False) -> torch.device:
+    """`name` checked against this machine's devices (only parsed for `remote` workers), else
+    CUDA when present, else CPU."""
     here = (["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
             + (["mps"] if torch.backends.mps.is_available() else []))
     if name is None:
@@ -211,7 +212,7 @@ def pick_device(name: str | None) -> torch.device:
         raise UsageError(f"--device {name!r} is not a device name; devices here: "
                          f"{', '.join(here)}") from None
     index = 0 if device.index is None else device.index
-    if (device.type == "cpu" or (device.type == "cuda" and index < torch.cuda.device_count())
+    if (device.type == "cpu" or (remote and device.type in ("cuda", "mps")) or (device.type == "cuda" and index < torch.cuda.device_count())
             or (device.type == "mps" and "mps" in here)):
         return device
     raise UsageError(f"--device {name}: no such device on this machine"
@@ -287,7 +288,7 @@ def main(argv=None) -> int:
 
 def _run(argv: list[str]) -> int:
     args = parse(argv)
-    device = pick_device(args.device)
+    device = pick_device(args.device, remote=bool(args.scheduler))
     profile, chosen = settings(args, device)
     chosen_methods = method_names(args.methods)
     data_names = _names(args.datasets, datasets.available(), datasets.available(), "dataset")
@@ -295,7 +296,9 @@ def _run(argv: list[str]) -> int:
     names = metric_names(chosen["metrics"], device)
     out = _check_writable(args.out)
     options = _options(args, device, chosen, names, out)
-    loaded = runner.load_datasets(data_names, args.data_dir, device)
+    # loaded here for the checks and the ETA probe; on the CPU when the workers are elsewhere
+    loaded = runner.load_datasets(data_names, args.data_dir,
+                                  torch.device("cpu") if args.scheduler else device)
     specs = grid.expand(chosen_methods, data_names, args.seeds, chosen, params,
                         {name: data.num_factors for name, data in loaded.items()})
     plan = runner.prepare(specs, options)
@@ -332,7 +335,8 @@ def _print_plan(plan, profile, chosen, options, n_methods, n_datasets, seeds) ->
           f"{chosen['steps']} steps, batch {chosen['batch_size']}, latent {latent}, "
           f"lr {chosen['lr']:g}; {where}; results in {options.out}/")
     print(f"metrics ({options.eval_size} sizes): {', '.join(options.metrics) or 'none'}")
-    eta = ("unknown (no method's probe step worked)" if plan.eta_seconds is None
+    eta = ("unknown (workers on a cluster, or no method's probe step worked)"
+           if plan.eta_seconds is None
            else f"{plan.eta_seconds / 60:.1f} min of training (a probe of each method; "
                 f"evaluation comes on top)")
     print(f"to do: {plan.runs - len(plan.settled)} runs ({plan.steps} steps), ETA {eta}")

@@ -128,7 +128,7 @@ def prepare(specs: list[RunSpec], options: Options) -> Grid:
     """Check the grid against this machine and the results folder (raises GridError), decide
     which runs still need work, and estimate the training time."""
     for spec in specs:
-        data = _DATA[(spec.dataset, options.data_dir, str(options.device))]
+        data = _loaded(spec.dataset, options)
         if spec.batch_size > len(data):
             raise GridError(f"--batch-size {spec.batch_size} is larger than dataset "
                             f"{spec.dataset} ({len(data)} images); choose at most {len(data)}")
@@ -151,8 +151,14 @@ def prepare(specs: list[RunSpec], options: Options) -> Grid:
         if with_ablation:
             settled.append(_settled(ablation, ablation_state, options.out) if ablation else
                            _not_trained(spec, "its L-VAE run failed"))
-    eta = _eta_seconds(tasks, options) if tasks else 0.0
+    eta = None if options.scheduler else _eta_seconds(tasks, options) if tasks else 0.0
     return Grid(options, tasks, settled, runs, sum(t.steps for t in tasks), eta, specs)
+
+
+def _loaded(name: str, options: Options) -> datasets.GroundTruthData:
+    """`name` as `load_datasets` loaded it here (on the device, or on the CPU for a cluster)."""
+    return next(data for (loaded, data_dir, _), data in _DATA.items()
+                if loaded == name and data_dir == options.data_dir)
 
 
 def _check_folder(spec: RunSpec, out) -> None:
@@ -280,7 +286,7 @@ def _set_threads(threads: int | None) -> None:
 # ---------------------------------------------------------------- estimate
 
 def _eta_seconds(tasks: list[Task], options: Options) -> float | None:
-    """Training time of `tasks` on `options.jobs` workers, from a few timed steps of each
+    """Training time of `tasks` on `options.jobs` local workers, from a few timed steps of each
     method here, with a worker's thread count. A method whose probe fails (it will fail as a
     run, with its reason) is left out; None if no probe worked."""
     per_step, total = {}, 0.0
@@ -306,8 +312,8 @@ def _eta_seconds(tasks: list[Task], options: Options) -> float | None:
 
 def _probe(spec: RunSpec, options: Options, steps: int = 3) -> float | None:
     """Median seconds of one training step of `spec` after a warm-up step; None if it fails."""
-    data = _DATA[(spec.dataset, options.data_dir, str(options.device))]
-    device = torch.device(options.device)
+    data = _loaded(spec.dataset, options)
+    device = data.device
     try:
         trainer = Trainer(spec, data, device)
         trainer.step()
@@ -355,6 +361,8 @@ def run(grid_: Grid, client=None, write=print) -> Report:
     workers and marks the runs they were training as interrupted."""
     options = grid_.options
     outcomes = list(grid_.settled)
+    if client is not None or options.jobs > 1:
+        _DATA.clear()                    # the workers load their own; free this process's copy
     counted, closed, lock = defaultdict(int), set(), threading.Lock()
     expected = {}
     with contextlib.ExitStack() as stack:
