@@ -21,7 +21,7 @@ import statistics
 import threading
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -100,7 +100,6 @@ class Grid:
     runs: int                        # every run of the grid, ablation runs included
     steps: int                       # steps left to train
     eta_seconds: float | None        # training time from a probe of each method; None: unknown
-    specs: list[RunSpec] = field(default_factory=list)
 
 
 # Per worker process: the datasets loaded so far, on their device.
@@ -152,7 +151,7 @@ def prepare(specs: list[RunSpec], options: Options) -> Grid:
             settled.append(_settled(ablation, ablation_state, options.out) if ablation else
                            _not_trained(spec, "its L-VAE run failed"))
     eta = None if options.scheduler else _eta_seconds(tasks, options) if tasks else 0.0
-    return Grid(options, tasks, settled, runs, sum(t.steps for t in tasks), eta, specs)
+    return Grid(options, tasks, settled, runs, sum(t.steps for t in tasks), eta)
 
 
 def _loaded(name: str, options: Options) -> datasets.GroundTruthData:
@@ -234,7 +233,7 @@ def run_task(task: Task, options: Options, queue=None) -> list[Outcome]:
 
 
 def _run_one(spec: RunSpec, data, options: Options, queue, extra_config=None) -> Outcome:
-    name = f"{spec.dataset}/{spec.label}/seed{spec.seed}"
+    name = _key(spec)
     state = _state(spec, options)
     if state != "todo":
         return _settled(spec, state, options.out)
@@ -356,9 +355,10 @@ def connect(options: Options):
     return Client(cluster)
 
 
-def run(grid_: Grid, client=None, write=print) -> Report:
-    """Run the grid's tasks; `write` prints a line (one per finished run). Ctrl-C stops the
-    workers and marks the runs they were training as interrupted."""
+def run(grid_: Grid, client=None) -> Report:
+    """Run the grid's tasks on `client` (Dask) or local processes, with a progress bar and a
+    line per finished run. Ctrl-C stops the workers and marks the runs they were training as
+    interrupted (on an existing Dask cluster, its workers finish the runs they hold)."""
     options = grid_.options
     outcomes = list(grid_.settled)
     if client is not None or options.jobs > 1:
@@ -370,7 +370,7 @@ def run(grid_: Grid, client=None, write=print) -> Report:
                                        desc="training"))
         bar.set_postfix_str(f"runs {len(outcomes)}/{grid_.runs}")
         queue = None
-        if options.backend == "local" or not options.scheduler:  # workers on this machine
+        if not options.scheduler:                      # the workers are on this machine
             queue = stack.enter_context(multiprocessing.Manager()).Queue()
             drain = threading.Thread(target=_drain, args=(queue, bar, lock, counted, closed),
                                      daemon=True)
@@ -386,12 +386,11 @@ def run(grid_: Grid, client=None, write=print) -> Report:
         try:
             for results in parallel(joblib.delayed(run_task)(task, options, queue)
                                     for task in grid_.tasks):
-                task_key = f"{results[0].dataset}/{results[0].label}/seed{results[0].seed}"
                 with lock:
                     names = [r.name for r in results]
                     closed.update(names)
                     done = sum(counted[n] for n in names)
-                    bar.update(max(0, expected.get(task_key, 0) - done))
+                    bar.update(max(0, expected[results[0].name] - done))
                 for outcome in results:
                     outcomes.append(outcome)
                     bar.set_postfix_str(f"runs {len(outcomes)}/{grid_.runs}")
@@ -418,6 +417,8 @@ def _drain(queue, bar, lock, counted, closed) -> None:
 
 def _mark_interrupted(grid_: Grid, options: Options) -> list[str]:
     """After Ctrl-C (the workers are stopped): mark every run left `running` as interrupted."""
+    if options.scheduler:
+        return []
     stopped = []
     for task in grid_.tasks:
         specs = [task.spec]
