@@ -244,7 +244,7 @@ def settings(args, device: torch.device) -> tuple[str, dict]:
             raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, "
                              f"got {chosen[name]}")
     if not 0 < chosen["lr"] < math.inf:
-        raise UsageError(f"--lr must be a positive finite number, got {chosen['lr']}")
+        raise UsageError(f"--lr must be positive and finite, got {chosen['lr']}")
     if chosen["eval_size"] == "auto":
         chosen["eval_size"] = "quick" if device.type == "cpu" else "default"
     return profile, chosen
@@ -300,7 +300,8 @@ def _run(argv: list[str]) -> int:
     loaded = runner.load_datasets(data_names, args.data_dir,
                                   torch.device("cpu") if args.scheduler else device)
     specs = grid.expand(chosen_methods, data_names, args.seeds, chosen, params,
-                        {name: data.num_factors for name, data in loaded.items()})
+                        {name: data.num_factors if data.has_factors else 0
+                         for name, data in loaded.items()})
     plan = runner.prepare(specs, options)
     client = runner.connect(options)
     try:

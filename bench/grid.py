@@ -21,12 +21,13 @@ def expand(method_names, dataset_names, seeds: int, settings: dict, params: dict
     """One RunSpec per dataset x method x seed (in that order). `settings` holds steps,
     batch_size, latent_dim (an int or FACTORS), lr, log_every, checkpoint_every; `params` maps a
     method to its parameters (those equal to the default are dropped: they name the same run);
-    `num_factors` maps a dataset to its number of factors (used for latent_dim = FACTORS)."""
+    `num_factors` maps a dataset to its number of factors, 0 for none (used for latent_dim =
+    FACTORS; a dataset without factors, CelebA, gets the usual 10)."""
     specs = []
     for dataset in dataset_names:
         latent_dim = settings["latent_dim"]
         if latent_dim == FACTORS:
-            latent_dim = num_factors[dataset] or 10       # no factors (CelebA): the usual 10
+            latent_dim = num_factors[dataset] or 10
         for method in method_names:
             chosen = methods.non_default(method, params.get(method, {}))
             specs.extend(RunSpec(method=method, dataset=dataset, seed=seed,

@@ -30,7 +30,7 @@ class RunSpec:
         if self.seed < 0:
             raise ValueError(f"seed must be non-negative, got {self.seed}")
         if not 0 < self.lr < float("inf"):
-            raise ValueError(f"lr must be a positive finite number, got {self.lr}")
+            raise ValueError(f"lr must be positive and finite, got {self.lr}")
 
     @property
     def label(self) -> str:

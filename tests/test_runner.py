@@ -211,8 +211,8 @@ BAD = [
     (["--seeds", "0"], "--seeds must be a positive integer"),
     (["--steps", "-3"], "--steps must be a positive integer"),
     (["--jobs", "0"], "--jobs must be a positive integer"),
-    (["--lr", "inf"], "--lr must be a positive finite number"),
-    (["--lr", "nan"], "--lr must be a positive finite number"),
+    (["--lr", "inf"], "--lr must be positive and finite"),
+    (["--lr", "nan"], "--lr must be positive and finite"),
     (["--profile", "huge"], "invalid choice: 'huge'"),
     (["--param", "vae.beta=2"], "method 'vae' has no parameter 'beta'"),
     (["--methods", "beta-vae", "--param", "beta-vae.beta=-1"], "beta-vae.beta must be a finite number in [0.0, inf], got -1.0"),
@@ -283,3 +283,17 @@ def test_config_file_with_flags_over_it(tmp_path, capsys):
 def test_report_subcommand_dispatches(finished, capsys):
     assert main(["report", "--results", str(finished)]) == 0
     assert "summary.csv" in capsys.readouterr().out
+
+
+def test_paper_profile_uses_the_number_of_factors_and_flags_override_profiles():
+    from disentbench.bench import grid
+    from disentbench.bench.profiles import PROFILES
+    specs = grid.expand(["vae"], ["tiny", "celeba"], 1, PROFILES["paper"], {},
+                        {"tiny": 5, "celeba": 0})
+    assert [(s.latent_dim, s.steps, s.batch_size, s.lr, s.log_every) for s in specs] == \
+        [(5, 300_000, 64, 1e-4, 1000), (10, 300_000, 64, 1e-4, 1000)]
+    from disentbench.bench.cli import parse, settings
+    profile, chosen = settings(parse(["--profile", "paper", "--steps", "7"]), torch.device("cpu"))
+    assert profile == "paper" and chosen["steps"] == 7 and chosen["eval_size"] == "default"
+    assert settings(parse([]), torch.device("cpu"))[0] == "quick"
+    assert settings(parse([]), torch.device("cuda"))[0] == "paper"
