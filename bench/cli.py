@@ -303,16 +303,8 @@ def _run(argv: list[str]) -> int:
                         {name: data.num_factors if data.has_factors else 0
                          for name, data in loaded.items()})
     plan = runner.prepare(specs, options)
-    client = runner.connect(options)
-    try:
-        _print_plan(plan, profile, chosen, options, len(chosen_methods), len(data_names),
-                    args.seeds)
-        result = runner.run(plan, client)
-    finally:
-        if client is not None:
-            client.close()
-            if getattr(client, "cluster", None) is not None:
-                client.cluster.close()
+    _print_plan(plan, profile, chosen, options, len(chosen_methods), len(data_names), args.seeds)
+    result = runner.run(plan)
     print(runner.summary(result.outcomes))
     if result.interrupted is not None:
         print("interrupted (Ctrl-C); rerunning the same command resumes every unfinished run"

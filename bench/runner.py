@@ -238,7 +238,7 @@ def _run_one(spec: RunSpec, data, options: Options, queue, extra_config=None) ->
     if state != "todo":
         return _settled(spec, state, options.out)
     start = time.perf_counter()
-    progress = (lambda n: queue.put((name, n))) if queue is not None else None
+    progress = (lambda n: _report_steps(queue, name, n)) if queue is not None else None
     try:
         result = train(spec, options.out, data=data, device=options.device, progress=progress,
                        extra_config=extra_config, **options.store_flags())
@@ -263,6 +263,14 @@ def _run_one(spec: RunSpec, data, options: Options, queue, extra_config=None) ->
                        f"{type(err).__name__}: {err}", time.perf_counter() - start)
     return Outcome(spec.dataset, spec.label, spec.seed, "done", work, "",
                    time.perf_counter() - start)
+
+
+def _report_steps(queue, name: str, steps: int) -> None:
+    """Tell the parent's progress bar; a parent gone (Ctrl-C) does not fail the run."""
+    try:
+        queue.put((name, steps))
+    except (OSError, EOFError):
+        pass
 
 
 def _set_threads(threads: int | None) -> None:
@@ -336,7 +344,7 @@ class Report:
     interrupted: list[str] | None = None   # after Ctrl-C: "<run>: step N" of the stopped runs
 
 
-def connect(options: Options):
+def _connect(options: Options):
     """The Dask client of `options` (raises GridError if its scheduler cannot be reached);
     None for the local backend. Without a scheduler address: a LocalCluster of `jobs`
     single-threaded worker processes."""
@@ -350,22 +358,36 @@ def connect(options: Options):
             raise GridError(f"cannot reach the Dask scheduler at {options.scheduler} ({err}); "
                             f"start it (`dask scheduler`) or leave out --scheduler for a local "
                             f"cluster") from None
-    cluster = LocalCluster(n_workers=options.jobs, threads_per_worker=1, processes=True,
-                           dashboard_address=None, silence_logs=logging.ERROR)
+    ctrl_c = signal.signal(signal.SIGINT, signal.SIG_IGN)     # the workers inherit: Ctrl-C
+    try:                                                        # is the parent's to handle
+        cluster = LocalCluster(n_workers=options.jobs, threads_per_worker=1, processes=True,
+                               dashboard_address=None, silence_logs=logging.ERROR)
+    finally:
+        signal.signal(signal.SIGINT, ctrl_c)
     return Client(cluster)
 
 
-def run(grid_: Grid, client=None) -> Report:
-    """Run the grid's tasks on `client` (Dask) or local processes, with a progress bar and a
-    line per finished run. Ctrl-C stops the workers and marks the runs they were training as
+def _close(client) -> None:
+    """Close `client`, and its LocalCluster (which stops the worker processes) if it has one."""
+    client.close()
+    if getattr(client, "cluster", None) is not None:
+        client.cluster.close()
+
+
+def run(grid_: Grid) -> Report:
+    """Run the grid's tasks on local processes or Dask (raises GridError if the scheduler
+    cannot be reached), with a progress bar and a line per finished run. Ctrl-C stops the workers and marks the runs they were training as
     interrupted (on an existing Dask cluster, its workers finish the runs they hold)."""
     options = grid_.options
     outcomes = list(grid_.settled)
+    client = _connect(options)
     if client is not None or options.jobs > 1:
         _DATA.clear()                    # the workers load their own; free this process's copy
     counted, closed, lock = defaultdict(int), set(), threading.Lock()
     expected = {}
     with contextlib.ExitStack() as stack:
+        if client is not None:
+            stack.callback(_close, client)
         bar = stack.enter_context(tqdm(total=grid_.steps, unit="step", dynamic_ncols=True,
                                        desc="training"))
         bar.set_postfix_str(f"runs {len(outcomes)}/{grid_.runs}")
@@ -397,6 +419,8 @@ def run(grid_: Grid, client=None) -> Report:
                     bar.write(_line(outcome))
         except KeyboardInterrupt:
             bar.close()
+            if client is not None:
+                _close(client)               # a LocalCluster's workers stop here
             return Report(outcomes, _mark_interrupted(grid_, options))
     return Report(outcomes)
 
