@@ -221,6 +221,7 @@ def run_task(task: Task, options: Options, queue=None) -> list[Outcome]:
         failed = Outcome(spec.dataset, spec.label, spec.seed, "failed", "not trained", reason)
         return [failed] + ([_not_trained(spec, reason)] if task.ablation else [])
     outcomes = [_run_one(spec, data, options, queue)]
+    _tell(queue, "finished", outcomes[0])
     if task.ablation:
         ablation = _ablation_of(spec, options.out)
         if ablation is None:
@@ -238,7 +239,7 @@ def _run_one(spec: RunSpec, data, options: Options, queue, extra_config=None) ->
     if state != "todo":
         return _settled(spec, state, options.out)
     start = time.perf_counter()
-    progress = (lambda n: _report_steps(queue, name, n)) if queue is not None else None
+    progress = (lambda n: _tell(queue, "steps", name, n)) if queue is not None else None
     try:
         result = train(spec, options.out, data=data, device=options.device, progress=progress,
                        extra_config=extra_config, **options.store_flags())
@@ -265,10 +266,12 @@ def _run_one(spec: RunSpec, data, options: Options, queue, extra_config=None) ->
                    time.perf_counter() - start)
 
 
-def _report_steps(queue, name: str, steps: int) -> None:
+def _tell(queue, *item) -> None:
     """Tell the parent's progress bar; a parent gone (Ctrl-C) does not fail the run."""
+    if queue is None:
+        return
     try:
-        queue.put((name, steps))
+        queue.put(item)
     except (OSError, EOFError):
         pass
 
@@ -376,26 +379,23 @@ def _close(client) -> None:
 
 def run(grid_: Grid) -> Report:
     """Run the grid's tasks on local processes or Dask (raises GridError if the scheduler
-    cannot be reached), with a progress bar and a line per finished run. Ctrl-C stops the workers and marks the runs they were training as
-    interrupted (on an existing Dask cluster, its workers finish the runs they hold)."""
+    cannot be reached), with a progress bar and a line per finished run. Ctrl-C stops the
+    workers and marks the runs they were training as interrupted (on an existing Dask cluster,
+    its workers finish the runs they hold)."""
     options = grid_.options
-    outcomes = list(grid_.settled)
     client = _connect(options)
     if client is not None or options.jobs > 1:
         _DATA.clear()                    # the workers load their own; free this process's copy
-    counted, closed, lock = defaultdict(int), set(), threading.Lock()
-    expected = {}
     with contextlib.ExitStack() as stack:
         if client is not None:
             stack.callback(_close, client)
-        bar = stack.enter_context(tqdm(total=grid_.steps, unit="step", dynamic_ncols=True,
-                                       desc="training"))
-        bar.set_postfix_str(f"runs {len(outcomes)}/{grid_.runs}")
+        progress = _Progress(stack.enter_context(tqdm(total=grid_.steps, unit="step",
+                                                      dynamic_ncols=True, desc="training")),
+                             grid_, options)
         queue = None
         if not options.scheduler:                      # the workers are on this machine
             queue = stack.enter_context(multiprocessing.Manager()).Queue()
-            drain = threading.Thread(target=_drain, args=(queue, bar, lock, counted, closed),
-                                     daemon=True)
+            drain = threading.Thread(target=progress.drain, args=(queue,), daemon=True)
             drain.start()
             stack.callback(drain.join)
             stack.callback(queue.put, None)
@@ -403,40 +403,62 @@ def run(grid_: Grid) -> Report:
             backend="dask" if client is not None else "loky",
             n_jobs=options.jobs if client is None else -1))
         parallel = joblib.Parallel(return_as="generator_unordered")
-        for task in grid_.tasks:
-            expected[_key(task.spec)] = task.steps
         try:
             for results in parallel(joblib.delayed(run_task)(task, options, queue)
                                     for task in grid_.tasks):
-                with lock:
-                    names = [r.name for r in results]
-                    closed.update(names)
-                    done = sum(counted[n] for n in names)
-                    bar.update(max(0, expected[results[0].name] - done))
-                for outcome in results:
-                    outcomes.append(outcome)
-                    bar.set_postfix_str(f"runs {len(outcomes)}/{grid_.runs}")
-                    bar.write(_line(outcome))
+                for outcome in results:      # those the queue has not reported already
+                    progress.finished(outcome)
         except KeyboardInterrupt:
-            bar.close()
+            progress.bar.close()
             if client is not None:
                 _close(client)               # a LocalCluster's workers stop here
-            return Report(outcomes, _mark_interrupted(grid_, options))
-    return Report(outcomes)
+            return Report(progress.outcomes, _mark_interrupted(grid_, options))
+    return Report(progress.outcomes)
+
+
+class _Progress:
+    """The bar over the steps left to train, the runs done, a line per finished run. Workers
+    report ("steps", run, n) and ("finished", outcome) through a queue, drained by a thread;
+    the outcomes returned by the tasks close what the queue did not."""
+
+    def __init__(self, bar, grid_: Grid, options: Options):
+        self.bar, self.runs, self.outcomes = bar, grid_.runs, list(grid_.settled)
+        self.lock, self.counted, self.closed = threading.Lock(), defaultdict(int), set()
+        self.expected = {}                         # run -> steps it has left
+        for task in grid_.tasks:
+            own = _steps_left(task.spec, options)
+            self.expected[_key(task.spec)] = own
+            if task.ablation:
+                ablation = f"{task.spec.dataset}/{grid.ABLATION_LABEL}/seed{task.spec.seed}"
+                self.expected[ablation] = task.steps - own
+        self.bar.set_postfix_str(f"runs {len(self.outcomes)}/{self.runs}")
+
+    def drain(self, queue) -> None:
+        while (item := queue.get()) is not None:
+            if item[0] == "steps":
+                self.steps(*item[1:])
+            else:
+                self.finished(item[1])
+
+    def steps(self, name: str, n: int) -> None:
+        with self.lock:
+            if name not in self.closed:
+                self.counted[name] += n
+                self.bar.update(n)
+
+    def finished(self, outcome: Outcome) -> None:
+        with self.lock:
+            if outcome.name in self.closed:
+                return
+            self.closed.add(outcome.name)
+            self.bar.update(max(0, self.expected.get(outcome.name, 0) - self.counted[outcome.name]))
+            self.outcomes.append(outcome)
+            self.bar.set_postfix_str(f"runs {len(self.outcomes)}/{self.runs}")
+            self.bar.write(_line(outcome))
 
 
 def _key(spec: RunSpec) -> str:
     return f"{spec.dataset}/{spec.label}/seed{spec.seed}"
-
-
-def _drain(queue, bar, lock, counted, closed) -> None:
-    """Move the workers' step counts from `queue` onto the bar (until None arrives)."""
-    while (item := queue.get()) is not None:
-        name, steps = item
-        with lock:
-            if name not in closed:
-                counted[name] += steps
-                bar.update(steps)
 
 
 def _mark_interrupted(grid_: Grid, options: Options) -> list[str]:
