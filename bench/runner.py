@@ -100,6 +100,7 @@ class Grid:
     runs: int                        # every run of the grid, ablation runs included
     steps: int                       # steps left to train
     eta_seconds: float | None        # training time from a probe of each method; None: unknown
+    order: list[str]                 # every run's name, in the grid's order (for the summary)
 
 
 # Per worker process: the datasets loaded so far, on their device.
@@ -131,11 +132,11 @@ def prepare(specs: list[RunSpec], options: Options) -> Grid:
         if spec.batch_size > len(data):
             raise GridError(f"--batch-size {spec.batch_size} is larger than dataset "
                             f"{spec.dataset} ({len(data)} images); choose at most {len(data)}")
-    tasks, settled, runs = [], [], 0
+    tasks, settled, order = [], [], []
     for spec in specs:
         _check_folder(spec, options.out)
         with_ablation = options.ablation and grid.is_ablation_source(spec)
-        runs += 1 + with_ablation
+        order += [_key(spec)] + ([_ablation_key(spec)] if with_ablation else [])
         ablation = _ablation_of(spec, options.out) if with_ablation else None
         if ablation is not None:
             _check_folder(ablation, options.out)
@@ -151,7 +152,7 @@ def prepare(specs: list[RunSpec], options: Options) -> Grid:
             settled.append(_settled(ablation, ablation_state, options.out) if ablation else
                            _not_trained(spec, "its L-VAE run failed"))
     eta = None if options.scheduler else _eta_seconds(tasks, options) if tasks else 0.0
-    return Grid(options, tasks, settled, runs, sum(t.steps for t in tasks), eta)
+    return Grid(options, tasks, settled, len(order), sum(t.steps for t in tasks), eta, order)
 
 
 def _loaded(name: str, options: Options) -> datasets.GroundTruthData:
@@ -412,8 +413,13 @@ def run(grid_: Grid) -> Report:
             progress.bar.close()
             if client is not None:
                 _close(client)               # a LocalCluster's workers stop here
-            return Report(progress.outcomes, _mark_interrupted(grid_, options))
-    return Report(progress.outcomes)
+            return Report(_in_order(progress.outcomes, grid_), _mark_interrupted(grid_, options))
+    return Report(_in_order(progress.outcomes, grid_))
+
+
+def _in_order(outcomes: list[Outcome], grid_: Grid) -> list[Outcome]:
+    rank = {name: i for i, name in enumerate(grid_.order)}
+    return sorted(outcomes, key=lambda o: rank.get(o.name, len(rank)))
 
 
 class _Progress:
@@ -429,8 +435,7 @@ class _Progress:
             own = _steps_left(task.spec, options)
             self.expected[_key(task.spec)] = own
             if task.ablation:
-                ablation = f"{task.spec.dataset}/{grid.ABLATION_LABEL}/seed{task.spec.seed}"
-                self.expected[ablation] = task.steps - own
+                self.expected[_ablation_key(task.spec)] = task.steps - own
         self.bar.set_postfix_str(f"runs {len(self.outcomes)}/{self.runs}")
 
     def drain(self, queue) -> None:
@@ -459,6 +464,10 @@ class _Progress:
 
 def _key(spec: RunSpec) -> str:
     return f"{spec.dataset}/{spec.label}/seed{spec.seed}"
+
+
+def _ablation_key(source: RunSpec) -> str:
+    return f"{source.dataset}/{grid.ABLATION_LABEL}/seed{source.seed}"
 
 
 def _mark_interrupted(grid_: Grid, options: Options) -> list[str]:
