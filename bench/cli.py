@@ -282,7 +282,8 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\ninterrupted before any run started; nothing was changed", file=sys.stderr)
+        print("\ninterrupted; no run was training (rerunning the same command continues)",
+              file=sys.stderr)
         return 130
 
 
