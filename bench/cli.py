@@ -1,78 +1,191 @@
-"""Command line: `python run_bench.py --methods all --seeds 10` (see README.md)."""
+"""Command line: `python run_bench.py --methods all --seeds 10` (see README.md).
+
+Parses the flags (and `--config grid.toml`), checks them, prints the plan and hands the grid to
+bench/runner.py; `python run_bench.py report [--results DIR]` rebuilds the tables and plots.
+"""
 from __future__ import annotations
 
 import argparse
-import statistics
+import math
+import os
 import sys
 import tempfile
-import time
+import tomllib
 from pathlib import Path
 
+import joblib
 import torch
-from tqdm.auto import tqdm
 
 from disentbench import methods
 from disentbench.bench import data as datasets
 from disentbench.bench import evaluate as evaluation
-from disentbench.bench import report
-from disentbench.bench.spec import RunSpec
-from disentbench.bench.store import RunConflict, is_finished
-from disentbench.bench.train import Trainer, pick_device, train
+from disentbench.bench import grid, report, runner
+from disentbench.bench import precision as precisions
+from disentbench.bench.profiles import FACTORS, PROFILES, default_profile
 
 DEFAULT_DATASET = "dsprites-procedural"
-# Chosen so that the README's first command (10 methods x 10 seeds) trains within its
-# 20-minute budget on a 2-core CPU; a GPU run should ask for more (e.g. --steps 300000).
-DEFAULT_STEPS = 100
+# Worker processes sharing one GPU. Measured on an H200 (issue 9): one harness process 11.8k
+# images/s, four at once 10.7-11.0k each, about 43k together.
+GPU_JOBS = 4
+# Settings a profile gives when no flag (or --config key) does.
+PROFILE_KEYS = ("steps", "batch_size", "latent_dim", "lr", "log_every", "checkpoint_every",
+                "eval_size", "metrics")
 
 
 class UsageError(Exception):
     """Bad command-line input; the message names the problem and the fix."""
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="run_bench.py",
-        description="Train and evaluate VAE-family methods on ground-truth datasets.")
+        description="Train and evaluate VAE-family methods on ground-truth datasets "
+                    "(`run_bench.py report [--results DIR]` rebuilds tables and plots).")
+    p.add_argument("--config", default=None, metavar="GRID.toml",
+                   help="read any of these settings from a TOML file (keys as the flags, with "
+                        "_ or -; params as [params.METHOD] tables); flags override it")
+    p.add_argument("--profile", default=None, choices=sorted(PROFILES),
+                   help="run settings: smoke (seconds per run), quick (the CPU default), paper "
+                        "(300k steps, the GPU default); explicit flags override it")
     p.add_argument("--methods", default="all",
-                   help="comma-separated method names, or 'all' (default: all)")
+                   help="comma-separated method names; 'all' is the paper comparison and "
+                        "combines with names (all,l-vae-perdim) (default: all)")
     p.add_argument("--datasets", default=DEFAULT_DATASET,
                    help=f"comma-separated dataset names (default: {DEFAULT_DATASET})")
     p.add_argument("--seeds", type=int, default=1, help="number of seeds: runs seeds 0..N-1 (default 1)")
-    p.add_argument("--steps", type=int, default=DEFAULT_STEPS,
-                   help=f"training steps per run (default {DEFAULT_STEPS})")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--latent-dim", type=int, default=10)
-    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--steps", type=int, default=None, help="training steps per run (profile)")
+    p.add_argument("--batch-size", type=int, default=None, help="(profile: 64)")
+    p.add_argument("--latent-dim", type=int, default=None,
+                   help="(profile: 10; paper: the dataset's number of factors)")
+    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (profile: 1e-4)")
     p.add_argument("--param", action="append", default=[], metavar="METHOD.NAME=VALUE",
                    help="set a method parameter, e.g. --param beta-vae.beta=8 (repeatable)")
-    p.add_argument("--log-every", type=int, default=25, help="history row every N steps (default 25)")
-    p.add_argument("--checkpoint-every", type=int, default=1000)
-    p.add_argument("--metrics", default="auto",
-                   help="metrics evaluated after each run: 'auto' (all on a GPU; on a CPU all "
-                        "but beta-vae, factor-vae, dci and dci-fast), 'all', 'none', or "
-                        "comma-separated names, which may include auto (auto,dci-fast)")
-    p.add_argument("--eval-size", default="auto", choices=["auto", "default", "quick"],
+    p.add_argument("--log-every", type=int, default=None, help="history row every N steps (profile)")
+    p.add_argument("--checkpoint-every", type=int, default=None, help="(profile)")
+    p.add_argument("--metrics", default=None,
+                   help="metrics evaluated after each run: 'auto' (on a GPU all but the "
+                        "reference dci, which dci-fast replaces; on a CPU all but beta-vae, "
+                        "factor-vae, dci and dci-fast), 'all', 'none', or comma-separated names, "
+                        "which may include auto or all (auto,dci-fast) (profile: auto)")
+    p.add_argument("--eval-size", default=None, choices=["auto", "default", "quick"],
                    help="metric sample sizes: disentanglement_lib's study defaults, or the "
-                        "smaller quick set ('auto': default on a GPU, quick on a CPU)")
+                        "smaller quick set ('auto': default on a GPU, quick on a CPU) (profile)")
     p.add_argument("--eval-seed", type=int, default=0,
                    help="seed of the metrics' sampling (default 0, as disentanglement_lib)")
+    p.add_argument("--ablation", default="fixed-beta-hat", choices=["fixed-beta-hat", "none"],
+                   help="with l-vae in the grid, also train beta-vae with beta fixed to each "
+                        "L-VAE run's final beta-hat (default), or not")
     p.add_argument("--out", default="results", help="results folder (default: results)")
     p.add_argument("--data-dir", default=None,
                    help="folder of dataset files and caches (default: $DISENTBENCH_DATA or ~/.cache/disentbench)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if present, else cpu)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="worker processes (default: the number of cores on a CPU, "
+                        f"{GPU_JOBS} sharing a GPU)")
+    p.add_argument("--backend", default="local", choices=["local", "dask"],
+                   help="local processes (joblib loky), or a Dask cluster (default: local)")
+    p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                   help="with --backend dask: an existing scheduler (default: a local cluster "
+                        "of --jobs single-threaded worker processes)")
+    p.add_argument("--retry-failed", action="store_true", help="train runs that failed before again")
+    p.add_argument("--keep-checkpoints", action="store_true",
+                   help="keep the optimiser/RNG resume state of finished runs")
+    p.add_argument("--repair", action="store_true",
+                   help="move damaged run folders aside and train them again")
+    p.add_argument("--precision", default="auto", choices=precisions.CHOICES,
+                   help="training precision: bf16 autocast of the network's forward pass (losses "
+                        "and σ's in fp32) or fp32; auto = bf16 on GPUs and CPUs with native bf16, "
+                        "fp32 elsewhere (default: auto; recorded in config.json)")
     return p
 
 
-def _names(text: str, valid: list[str], everything: list[str], kind: str) -> list[str]:
-    names = everything if text.strip() == "all" else [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in valid]
+def config_argv(path: str, parser: argparse.ArgumentParser) -> list[str]:
+    """The settings of the TOML file `path` as command-line arguments."""
+    try:
+        table = tomllib.loads(Path(path).read_text())
+    except OSError as err:
+        raise UsageError(f"--config {path}: cannot read it ({err.strerror})") from None
+    except tomllib.TOMLDecodeError as err:
+        raise UsageError(f"--config {path}: not valid TOML ({err})") from None
+    actions = {a.dest: a for a in parser._actions if a.dest not in ("help", "config", "param")}
+    argv = []
+    for key, value in table.items():
+        dest = key.replace("-", "_")
+        if dest == "params":
+            argv += _config_params(path, value)
+            continue
+        if dest not in actions:
+            raise UsageError(f"--config {path}: unknown key {key!r}; valid keys: "
+                             f"{', '.join(sorted([*actions, 'params']))}")
+        flag = actions[dest].option_strings[0]
+        if isinstance(actions[dest], argparse._StoreTrueAction):
+            if not isinstance(value, bool):
+                raise UsageError(f"--config {path}: {key} must be true or false, got {value!r}")
+            argv += [flag] if value else []
+        elif isinstance(value, list):
+            argv += [flag, ",".join(map(str, value))]
+        elif isinstance(value, (dict, bool)):
+            raise UsageError(f"--config {path}: {key} must be a number or a string, got {value!r}")
+        else:
+            argv += [flag, str(value)]
+    return argv
+
+
+def _config_params(path: str, value) -> list[str]:
+    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+        raise UsageError(f"--config {path}: params must be tables, e.g. [params.beta-vae] beta = 8")
+    return [a for method, items in value.items() for name, v in items.items()
+            for a in ("--param", f"{method}.{name}={str(v).lower() if isinstance(v, bool) else v}")]
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    """Flags over `--config` over defaults (the profile fills what neither sets, later)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.config:
+        from_file = config_argv(args.config, parser)
+        try:
+            parser.parse_args(from_file)
+        except UsageError as err:
+            raise UsageError(f"--config {args.config}: {err}") from None
+        args = parser.parse_args(from_file + argv)
+    return args
+
+
+def _names(text: str, valid: list[str], everything: list[str], kind: str,
+           extra: str = "") -> list[str]:
+    """Comma-separated names; 'all' stands for `everything` and combines with names."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in valid and n != "all"]
     if unknown or not names:
         raise UsageError(f"unknown {kind} {', '.join(map(repr, unknown)) or '(none given)'}; "
-                         f"valid names: {', '.join(valid)}" + (", or 'all'" if kind != "dataset" else ""))
-    return list(dict.fromkeys(names))
+                         f"valid names: {', '.join(valid)}{extra}")
+    expanded = [m for n in names for m in (everything if n == "all" else [n])]
+    return list(dict.fromkeys(expanded))
 
 
-def _params(items: list[str], chosen: list[str]) -> dict[str, dict]:
+def method_names(text: str) -> list[str]:
+    return _names(text, methods.available(), methods.all_methods(), "method", ", or 'all'")
+
+
+def metric_names(text: str, device) -> list[str]:
+    """`none`, or names among which `auto` (the device's default set) and `all` may be."""
+    valid = evaluation.valid_names()
+    if text.strip() == "none":
+        return []
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    auto = evaluation.default_names(device) if "auto" in names else []
+    rest = ",".join(n for n in names if n != "auto")
+    chosen = _names(rest, valid, valid, "metric", ", or 'auto', 'all', 'none'") if rest else []
+    return list(dict.fromkeys(auto + chosen))
+
+
+def parse_params(items: list[str], chosen: list[str]) -> dict[str, dict]:
     params: dict[str, dict] = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -91,141 +204,139 @@ def _params(items: list[str], chosen: list[str]) -> dict[str, dict]:
     return params
 
 
-def _check_writable(out: Path) -> None:
+def pick_device(name: str | None, remote: bool = False) -> torch.device:
+    """`name` checked against this machine's devices (only parsed for `remote` workers), else
+    CUDA when present, else CPU."""
+    here = (["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+            + (["mps"] if torch.backends.mps.is_available() else []))
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
+        device = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"--device {name!r} is not a device name; devices here: "
+                         f"{', '.join(here)}") from None
+    index = 0 if device.index is None else device.index
+    if (device.type == "cpu" or (remote and device.type in ("cuda", "mps")) or (device.type == "cuda" and index < torch.cuda.device_count())
+            or (device.type == "mps" and "mps" in here)):
+        return device
+    raise UsageError(f"--device {name}: no such device on this machine"
+                     f"{' (CUDA is not available)' if device.type == 'cuda' and not torch.cuda.is_available() else ''}; "
+                     f"devices here: {', '.join(here)}")
+
+
+def _check_writable(out: str) -> Path:
+    if not out.strip():
+        raise UsageError("--out is empty; name a results folder, e.g. --out results")
+    path = Path(out)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
             pass
     except OSError as err:
         raise UsageError(f"--out {out}: cannot write there ({err.strerror}); "
                          f"choose a writable folder") from None
+    return path
 
 
-def metric_names(text: str, device) -> list[str]:
-    """`auto` (the device's default set), `none`, `all`, or names, where `auto` may be one of
-    them (`auto,dci-fast`)."""
-    valid = evaluation.valid_names()
-    if text == "none":
-        return []
-    names = [n.strip() for n in text.split(",")]
-    if "auto" not in names:
-        return _names(text, valid, valid, "metric")
-    rest = [n for n in names if n and n != "auto"]
-    extra = _names(",".join(rest), valid, valid, "metric") if rest else []
-    return list(dict.fromkeys(evaluation.default_names(device) + extra))
-
-
-def plan(args) -> list[RunSpec]:
-    """Validate the arguments and expand them into run specs (raises UsageError)."""
-    for name in ("seeds", "steps", "batch_size", "latent_dim", "log_every", "checkpoint_every"):
-        if getattr(args, name) <= 0:
+def settings(args, device: torch.device) -> tuple[str, dict]:
+    """The profile's name and the run settings: flags (and --config) over the profile."""
+    profile = args.profile or default_profile(device)
+    chosen = {k: getattr(args, k) if getattr(args, k) is not None else PROFILES[profile][k]
+              for k in PROFILE_KEYS}
+    for name in ("steps", "batch_size", "latent_dim", "log_every", "checkpoint_every"):
+        if chosen[name] != FACTORS and chosen[name] <= 0:
             raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, "
-                             f"got {getattr(args, name)}")
+                             f"got {chosen[name]}")
+    if not 0 < chosen["lr"] < math.inf:
+        raise UsageError(f"--lr must be positive and finite, got {chosen['lr']}")
+    if chosen["eval_size"] == "auto":
+        chosen["eval_size"] = "quick" if device.type == "cpu" else "default"
+    return profile, chosen
+
+
+def _options(args, device, chosen, names, out) -> runner.Options:
+    for name in ("seeds", "jobs"):
+        if getattr(args, name) is not None and getattr(args, name) <= 0:
+            raise UsageError(f"--{name} must be a positive integer, got {getattr(args, name)}")
     if args.eval_seed < 0:
         raise UsageError(f"--eval-seed must be non-negative, got {args.eval_seed}")
-    if not args.lr > 0:
-        raise UsageError(f"--lr must be positive, got {args.lr}")
-    chosen = _names(args.methods, methods.available(), methods.all_methods(), "method")
-    data_names = _names(args.datasets, datasets.available(), datasets.available(), "dataset")
-    params = _params(args.param, chosen)
-    return [RunSpec(method=m, dataset=d, seed=s, steps=args.steps, batch_size=args.batch_size,
-                    latent_dim=args.latent_dim, lr=args.lr, params=tuple(params.get(m, {}).items()),
-                    log_every=args.log_every, checkpoint_every=args.checkpoint_every)
-            for d in data_names for m in chosen for s in range(args.seeds)]
-
-
-def _probe_seconds_per_step(spec: RunSpec, data, device, steps: int = 3) -> float:
-    """Median time of a few training steps of `spec` (after a warm-up step)."""
-    trainer = Trainer(spec, data, device)
-    trainer.step()
-    times = []
-    for _ in range(steps):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        trainer.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def _eta_seconds(specs: list[RunSpec], data, device) -> float:
-    """Training time of `specs` (one dataset) from a short probe of each distinct method."""
-    per_step = {}
-    for spec in specs:
-        if spec.label not in per_step:
-            per_step[spec.label] = _probe_seconds_per_step(spec, data, device)
-    return sum(per_step[s.label] * s.steps for s in specs)
+    if args.scheduler and args.backend != "dask":
+        raise UsageError("--scheduler needs --backend dask")
+    cores = joblib.cpu_count()
+    jobs = args.jobs or (cores if device.type == "cpu" else GPU_JOBS)
+    threads = 1 if args.backend == "dask" else max(1, cores // jobs)
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():     # the user's cap per process
+        threads = max(1, min(threads, int(os.environ["OMP_NUM_THREADS"])))
+    return runner.Options(
+        out=out, device=str(device), metrics=tuple(names), eval_size=chosen["eval_size"],
+        eval_seed=args.eval_seed, data_dir=args.data_dir, jobs=jobs,
+        threads=None if args.scheduler else threads, backend=args.backend,
+        scheduler=args.scheduler, ablation=args.ablation != "none",
+        retry_failed=args.retry_failed, keep_checkpoints=args.keep_checkpoints,
+        repair=args.repair, precision=args.precision)
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["report"]:
+        return report.main(argv[1:])
     try:
-        specs = plan(args)
-        device = pick_device(args.device)
-        names = metric_names(args.metrics, device)
-        out = Path(args.out)
-        _check_writable(out)
-    except UsageError as err:
+        return _run(argv)
+    except (UsageError, runner.GridError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    size = args.eval_size if args.eval_size != "auto" else (
-        "quick" if device.type == "cpu" else "default")
-    total_steps = sum(s.steps for s in specs)
-    print(f"disentbench: {len(specs)} runs ({len({s.method for s in specs})} methods x "
-          f"{len({s.dataset for s in specs})} datasets x {args.seeds} seeds), {args.steps} steps "
-          f"each, device {device}, results in {out}/")
-    print(f"metrics ({size} sizes): {', '.join(names) or 'none'}")
-    results = []
-    with tqdm(total=total_steps, unit="step", desc="training", dynamic_ncols=True) as bar:
-        for name in dict.fromkeys(s.dataset for s in specs):
-            try:
-                data = datasets.load(name, data_dir=args.data_dir).to(device)
-            except datasets.DatasetError as err:
-                bar.close()
-                print(f"error: {err}", file=sys.stderr)
-                return 2
-            todo = [s for s in specs if s.dataset == name]
-            unfinished = [s for s in todo if not is_finished(s, out)]
-            if unfinished:
-                eta = _eta_seconds(unfinished, data, device)
-                bar.write(f"{name}: {len(unfinished)} runs to train, ETA {eta / 60:.1f} min "
-                          f"on {device} (measured per method; evaluation comes on top)")
-            for spec in todo:
-                bar.set_postfix_str(f"{spec.dataset}/{spec.label}/seed{spec.seed}")
-                start = bar.n
-                try:
-                    result = train(spec, out, data=data, device=device, progress=bar.update)
-                except RunConflict as err:
-                    bar.close()
-                    print(f"error: {err}", file=sys.stderr)
-                    return 2
-                bar.update(start + spec.steps - bar.n)     # skipped, resumed or failed runs
-                results.append(result)
-                if result.status == "failed":
-                    bar.write(f"run failed: {result.run_dir}: {result.reason}")
-                elif names:
-                    bar.set_postfix_str(f"evaluating {spec.dataset}/{spec.label}/seed{spec.seed}")
-                    try:
-                        evaluation.evaluate_run(result.run_dir, data, names, size=size,
-                                                seed=args.eval_seed, device=device)
-                    except Exception as err:             # keep the grid going; say why
-                        bar.write(f"evaluation failed: {result.run_dir}: "
-                                  f"{type(err).__name__}: {err}")
-    _report(results, out)
-    files = report.build(out)
-    if files:
+    except KeyboardInterrupt:
+        print("\ninterrupted; no run was training (rerunning the same command continues)",
+              file=sys.stderr)
+        return 130
+
+
+def _run(argv: list[str]) -> int:
+    args = parse(argv)
+    device = pick_device(args.device, remote=bool(args.scheduler))
+    profile, chosen = settings(args, device)
+    chosen_methods = method_names(args.methods)
+    data_names = _names(args.datasets, datasets.available(), datasets.available(), "dataset")
+    params = parse_params(args.param, chosen_methods)
+    names = metric_names(chosen["metrics"], device)
+    out = _check_writable(args.out)
+    options = _options(args, device, chosen, names, out)
+    # loaded here for the checks and the ETA probe; on the CPU when the workers are elsewhere
+    loaded = runner.load_datasets(data_names, args.data_dir,
+                                  torch.device("cpu") if args.scheduler else device)
+    specs = grid.expand(chosen_methods, data_names, args.seeds, chosen, params,
+                        {name: data.num_factors if data.has_factors else 0
+                         for name, data in loaded.items()})
+    plan = runner.prepare(specs, options)
+    _print_plan(plan, profile, chosen, options, len(chosen_methods), len(data_names), args.seeds)
+    result = runner.run(plan)
+    print(runner.summary(result.outcomes))
+    if result.interrupted is not None:
+        print("interrupted (Ctrl-C); rerunning the same command resumes every unfinished run"
+              + "".join(f"\n  {run} (its last checkpoint)" for run in result.interrupted),
+              file=sys.stderr)
+        return 130
+    if report.build(out):
         print(f"tables: {out / 'tables'}/, plots: {out / 'plots'}/, index: {out / 'index.html'}")
-    return 0
+    return 1 if any(o.status == "failed" for o in result.outcomes) else 0
 
 
-def _report(results, out: Path) -> None:
-    done = sum(r.status == "done" for r in results)
-    skipped = sum(r.status == "skipped" for r in results)
-    failed = [r for r in results if r.status == "failed"]
-    print(f"{done} runs trained, {skipped} already done (skipped), {len(failed)} failed")
-    for r in failed:
-        print(f"  failed: {r.run_dir}: {r.reason}")
-    print(f"runs: {out / 'runs'}/<dataset>/<method>/seed<k>/ "
-          f"(config.json, history.csv, model.pt, status.json, metrics.json)")
+def _print_plan(plan, profile, chosen, options, n_methods, n_datasets, seeds) -> None:
+    ablation = plan.runs - n_methods * n_datasets * seeds
+    where = (f"Dask cluster at {options.scheduler}" if options.scheduler else
+             f"{options.jobs} {'Dask' if options.backend == 'dask' else 'local'} worker "
+             f"processes x {options.threads} thread(s)")
+    latent = "number of factors" if chosen["latent_dim"] == FACTORS else chosen["latent_dim"]
+    print(f"disentbench: profile {profile}, device {options.device}, {plan.runs} runs "
+          f"({n_methods} methods x {n_datasets} datasets x {seeds} seeds"
+          f"{f' + {ablation} fixed-beta-hat ablation runs' if ablation else ''}), "
+          f"{chosen['steps']} steps, batch {chosen['batch_size']}, latent {latent}, "
+          f"lr {chosen['lr']:g}, precision {precisions.resolve(options.precision, options.device)}; "
+          f"{where}; results in {options.out}/")
+    print(f"metrics ({options.eval_size} sizes): {', '.join(options.metrics) or 'none'}")
+    eta = ("unknown (workers on a cluster, or no method's probe step worked)"
+           if plan.eta_seconds is None
+           else f"{plan.eta_seconds / 60:.1f} min of training (a probe of each method; "
+                f"evaluation comes on top)")
+    print(f"to do: {plan.runs - len(plan.settled)} runs ({plan.steps} steps), ETA {eta}")

@@ -175,11 +175,10 @@ def write_metrics(run_dir, result: dict) -> Path:
 
 
 def default_names(device) -> list[str]:
-    """Every metric on a GPU; on a CPU every metric but the expensive ones (`CPU_EXPENSIVE`)."""
-    names = valid_names()
-    if torch.device(device).type == "cpu":
-        names = [n for n in names if n not in CPU_EXPENSIVE]
-    return names
+    """On a GPU every metric but the reference `dci` (`dci-fast` gives its values in seconds, not
+    minutes of CPU boosting); on a CPU every metric but the expensive ones (`CPU_EXPENSIVE`)."""
+    expensive = CPU_EXPENSIVE if torch.device(device).type == "cpu" else ("dci",)
+    return [n for n in valid_names() if n not in expensive]
 
 
 def load_model(run_dir, data, device="cpu", checkpoint: dict | None = None) -> torch.nn.Module:
@@ -190,6 +189,17 @@ def load_model(run_dir, data, device="cpu", checkpoint: dict | None = None) -> t
     model = VAE(data.num_channels, store.read_spec().latent_dim).to(device)
     model.load_state_dict(state["model"])
     return model.eval()
+
+
+def pending_metrics(run_dir, names, *, size="default", seed=0) -> list[str]:
+    """The metrics of `names` that `evaluate_run` would compute for `run_dir`: those without a
+    value for this size and seed that scored the run's current checkpoint (all of them where
+    metrics.json or model.pt is damaged; evaluate_run then says which)."""
+    try:
+        kept = RunStore(run_dir).fresh_metrics(size, seed)
+    except RunDamaged:
+        kept = {}
+    return [n for n in names if n not in kept]
 
 
 def evaluate_run(run_dir, data, names, *, size="default", seed=0, device="cpu") -> dict:

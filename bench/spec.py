@@ -20,6 +20,7 @@ class RunSpec:
     params: tuple = field(default=())          # sorted ((name, value), ...) of non-default params
     log_every: int = 25
     checkpoint_every: int = 1000
+    variant: str = ""                          # a named variant's label (the fixed-β̂ ablation)
 
     def __post_init__(self):
         object.__setattr__(self, "params", tuple(sorted(dict(self.params).items())))
@@ -28,12 +29,15 @@ class RunSpec:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
         if self.seed < 0:
             raise ValueError(f"seed must be non-negative, got {self.seed}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
+        if not 0 < self.lr < float("inf"):
+            raise ValueError(f"lr must be positive and finite, got {self.lr}")
 
     @property
     def label(self) -> str:
-        """Method name plus its non-default parameters, e.g. `beta-vae-beta=8`."""
+        """The variant's name if set, else the method name plus its non-default parameters,
+        e.g. `beta-vae-beta=8`."""
+        if self.variant:
+            return self.variant
         return "-".join([self.method] + [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
                                          for k, v in self.params])
 

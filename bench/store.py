@@ -419,6 +419,20 @@ class RunStore:
                            stopped=f"interrupted at step {step}; rerunning resumes from step "
                                    f"{self._session['checkpoint_step']}")
 
+    def mark_stopped(self) -> int | None:
+        """After the grid was stopped from outside (its worker processes are gone): a status
+        still saying running gets a `stopped` note and stays resumable. Returns the checkpoint
+        step it resumes from, or None where the run is not running."""
+        status = self.read_status()
+        if status.get("status") != "running":
+            return None
+        step = status.get("checkpoint_step", status.get("step", 0))
+        if "stopped" not in status:
+            write_json(self.dir / STATUS, {
+                **status, "stopped": f"stopped at step {status.get('reached_step', step)}; "
+                                     f"rerunning resumes from step {step}"})
+        return step
+
     def checkpoint_step(self) -> int:
         """The step model.pt holds in this session (0: none written or resumed)."""
         return self._session["checkpoint_step"]

@@ -80,7 +80,14 @@ def parse_value(method: str, key: str, text: str):
         value = type(default)(text) if default is not None else text
     except ValueError:
         raise ValueError(f"{method}.{key} expects a {type(default).__name__}, got {text!r}") from None
+    cls.check_range(key, value)
     return cls(**{key: value}).hparams[key]     # the method's own checks (e.g. L-VAE's sigma_lr)
 
 
-__all__ = ["Method", "all_methods", "available", "create", "get", "parse_value", "register"]
+def non_default(method: str, params: dict) -> dict:
+    """`params` without those equal to `method`'s defaults (a run is named by the rest)."""
+    defaults = get(method).params
+    return {k: v for k, v in params.items() if k not in defaults or defaults[k] != v}
+
+
+__all__ = ["Method", "all_methods", "available", "create", "get", "non_default", "parse_value", "register"]

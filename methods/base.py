@@ -6,6 +6,8 @@ dimensions and averaged over the batch. β multiplies that KL.
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from typing import Callable, ClassVar
 
@@ -53,13 +55,15 @@ class TrainContext:
 class Method(nn.Module):
     """Base class. A method is an nn.Module holding its own learnable or controller state.
 
-    Subclasses set `params` (tunable parameter -> default) and implement `loss`. Learnable
+    Subclasses set `params` (tunable parameter -> default), `ranges` (parameter -> inclusive
+    (low, high), None for unbounded; numbers must also be finite) and implement `loss`. Learnable
     parameters of the method are trained with the network by the harness's optimiser, unless
     `optimised_with_model` says otherwise (e.g. FactorVAE's discriminator); `param_groups` says
     with which learning rate (e.g. L-VAE's `sigma_lr`).
     """
     name: ClassVar[str] = ""
     params: ClassVar[dict] = {}
+    ranges: ClassVar[dict] = {}
     reconstruction_loss: ClassVar[str] = "bernoulli"
 
     def __init__(self, **params):
@@ -71,7 +75,20 @@ class Method(nn.Module):
                              f"{', '.join(sorted(unknown))}; valid parameters: {valid}")
         self.hparams = {k: type(v)(params.get(k, v)) if v is not None else params.get(k)
                         for k, v in self.params.items()}
+        for key, value in self.hparams.items():
+            self.check_range(key, value)
         self.context: TrainContext | None = None
+
+    @classmethod
+    def check_range(cls, key: str, value) -> None:
+        """Raise ValueError if `value` is non-finite or outside `ranges[key]`."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return
+        low, high = cls.ranges.get(key, (None, None))
+        if not math.isfinite(value) or (low is not None and value < low) or (
+                high is not None and value > high):
+            bounds = f"[{'-inf' if low is None else low}, {'inf' if high is None else high}]"
+            raise ValueError(f"{cls.name}.{key} must be a finite number in {bounds}, got {value}")
 
     def bind(self, context: TrainContext) -> None:
         """Called once by the harness before it builds the optimiser and loads a checkpoint.

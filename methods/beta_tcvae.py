@@ -50,6 +50,7 @@ class BetaTCVAE(Method):
     (1, 2, 4, 6, 8, 10).
     """
     params = {"beta": 6.0, "alpha": 1.0, "gamma": 1.0, "stratified": False}
+    ranges = {"beta": (0.0, None), "alpha": (0.0, None), "gamma": (0.0, None)}
 
     def loss(self, x, out, step):
         rec, kl = self.reconstruction(x, out), kl_normal(out.mu, out.logvar)

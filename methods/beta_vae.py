@@ -13,6 +13,7 @@ class BetaVAE(Method):
     Default β = 4 (Higgins et al. used 4 on dSprites).
     """
     params = {"beta": 4.0}
+    ranges = {"beta": (0.0, None)}
 
     def loss(self, x, out, step):
         rec, kl = self.reconstruction(x, out), kl_normal(out.mu, out.logvar)

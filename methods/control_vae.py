@@ -27,6 +27,9 @@ class ControlVAE(Method):
     """
     params = {"c_max": 18.0, "kp": 0.01, "ki": 0.001, "beta_min": 1.0,
               "c_start": 0.5, "c_step": 0.15, "c_every": 5000}
+    ranges = {"c_max": (0.0, None), "kp": (0.0, None), "ki": (0.0, None),
+              "beta_min": (0.0, None), "c_start": (0.0, None), "c_step": (0.0, None),
+              "c_every": (1, None)}
 
     def __init__(self, **params):
         super().__init__(**params)

@@ -28,6 +28,7 @@ class DIPVAEI(Method):
     λ_d = 10 λ_od for DIP-VAE-I).
     """
     params = {"lambda_od": 10.0, "lambda_d_factor": 10.0}
+    ranges = {"lambda_od": (0.0, None), "lambda_d_factor": (0.0, None)}
 
     def covariance(self, out) -> torch.Tensor:
         return batch_covariance(out.mu)
@@ -48,6 +49,7 @@ class DIPVAEII(DIPVAEI):
     disentanglement_lib); λ_od = 10 as for DIP-VAE-I.
     """
     params = {"lambda_od": 10.0, "lambda_d_factor": 1.0}
+    ranges = {"lambda_od": (0.0, None), "lambda_d_factor": (0.0, None)}
 
     def covariance(self, out) -> torch.Tensor:
         return batch_covariance(out.mu) + torch.diag(out.logvar.exp().mean(dim=0))

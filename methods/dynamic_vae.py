@@ -37,11 +37,13 @@ class DynamicVAE(Method):
     params = {"beta_start": 50.0, "beta_min": 0.1, "kp": 0.01, "ki": 0.005, "window": 5,
               "c_start": 0.5, "c_step": 0.15, "c_period": 6000, "c_ramp_steps": 1000,
               "c_max": 20.0}
+    ranges = {"beta_start": (0.0, None), "beta_min": (0.0, None), "kp": (0.0, None),
+              "ki": (0.0, None), "window": (1, None), "c_start": (0.0, None),
+              "c_step": (0.0, None), "c_period": (1, None), "c_ramp_steps": (1, None),
+              "c_max": (0.0, None)}
 
     def __init__(self, **params):
         super().__init__(**params)
-        if self.hparams["window"] < 1 or self.hparams["c_ramp_steps"] < 1:
-            raise ValueError("dynamic-vae: window and c_ramp_steps must be at least 1")
         self.register_buffer("beta", torch.tensor(self.hparams["beta_start"]))
         self.register_buffer("previous_error", torch.zeros(()))
         self.register_buffer("kl_window", torch.zeros(self.hparams["window"]))

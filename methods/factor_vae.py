@@ -45,6 +45,7 @@ class FactorVAE(Method):
     Default γ = 10: the low end of disentanglement_lib's sweep (10, 20, 30, 40, 50, 100).
     """
     params = {"gamma": 10.0}
+    ranges = {"gamma": (0.0, None)}
 
     def bind(self, context):
         super().bind(context)

@@ -32,6 +32,6 @@ def _offline_and_isolated_data(tmp_path, monkeypatch):
 def _tiny_dataset_registered():
     """Register the in-memory `tiny` dataset (tests/helpers.py) for CLI and harness tests."""
     from disentbench.bench import data
-    from tests.helpers import tiny_dsprites_like
+    from tests.helpers import load_tiny
     if "tiny" not in data.available():
-        data.register("tiny")(lambda data_dir=None: tiny_dsprites_like())
+        data.register("tiny")(load_tiny)

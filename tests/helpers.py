@@ -16,3 +16,8 @@ def tiny_dsprites_like(seed: int = 0, sizes=(3, 2, 4, 4, 4)) -> GroundTruthData:
         images[i, 0, cy - half:cy + half, cx - half:cx + half] = 1
     return GroundTruthData("tiny", ["shape", "scale", "orientation", "posX", "posY"], sizes,
                            images, pixel_max=1)
+
+
+def load_tiny(data_dir=None) -> GroundTruthData:
+    """The `tiny` loader (a module-level function, so worker processes can be handed it)."""
+    return tiny_dsprites_like()

@@ -7,6 +7,11 @@ from disentbench.bench import cli
 from disentbench.bench.cli import main
 
 
+@pytest.fixture(autouse=True)
+def _one_thread(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+
+
 def run(*args):
     return main(list(args))
 
@@ -53,18 +58,28 @@ def test_out_that_is_a_file_is_rejected(capsys, tmp_path):
 
 def test_small_grid_end_to_end_and_resume(capsys, tmp_path):
     args = ["--methods", "vae,beta-vae,l-vae", "--datasets", "tiny", "--seeds", "2",
-            "--steps", "10", "--log-every", "5", "--param", "beta-vae.beta=2", "--metrics", "none",
+            "--steps", "10", "--log-every", "5", "--param", "beta-vae.beta=2", "--metrics", "mig",
+            "--eval-size", "quick", "--ablation", "none", "--jobs", "1", "--device", "cpu",
             "--out", str(tmp_path)]
     assert run(*args) == 0
     out = capsys.readouterr().out
     assert "6 runs" in out and "device cpu" in out and "ETA" in out
-    assert "6 runs trained, 0 already done (skipped), 0 failed" in out
+    assert "6 runs: 6 trained or evaluated now, 0 already done, 0 failed" in out
     runs = tmp_path / "runs" / "tiny"
     assert sorted(p.name for p in runs.iterdir()) == ["beta-vae-beta=2", "l-vae", "vae"]
     with open(runs / "l-vae" / "seed1" / "history.csv") as f:
         assert [r["step"] for r in csv.DictReader(f)] == ["5", "10"]
+    mig = {}
+    for folder in runs.glob("*/seed*"):
+        result = json.loads((folder / "metrics.json").read_text())
+        assert result["size"] == "quick" and result["seed"] == 0
+        mig[folder] = result["metrics"]["mig"]["values"]["discrete_mig"]
+        assert 0 <= mig[folder] <= 1
+    assert len(mig) == 6 and len(set(mig.values())) > 1       # models differ, so do their scores
     assert run(*args) == 0
-    assert "0 runs trained, 6 already done (skipped)" in capsys.readouterr().out
+    assert "0 trained or evaluated now, 6 already done" in capsys.readouterr().out
+    assert {r: json.loads((r / "metrics.json").read_text())["metrics"]["mig"]["values"]
+            ["discrete_mig"] for r in mig} == mig
 
 
 def test_unknown_metric_exits_2_with_valid_names(capsys, tmp_path):
@@ -76,6 +91,7 @@ def test_unknown_metric_exits_2_with_valid_names(capsys, tmp_path):
 
 def test_runs_are_evaluated_and_reported(capsys, tmp_path):
     args = ["--methods", "vae", "--datasets", "tiny", "--steps", "5", "--log-every", "5",
+            "--jobs", "1", "--device", "cpu",
             "--metrics", "mig,reconstruction", "--eval-size", "quick", "--out", str(tmp_path)]
     assert run(*args) == 0
     assert "metrics (quick sizes): mig, reconstruction" in capsys.readouterr().out
@@ -102,5 +118,8 @@ def test_metrics_auto_combines_with_names():
     assert cli.metric_names("auto,dci-fast", "cpu") == cpu_default + ["dci-fast"]
     assert cli.metric_names("mig, auto", "cpu") == cpu_default
     assert cli.metric_names("none", "cpu") == []
+    assert cli.metric_names("mig,all", "cpu") == ["mig"] + [n for n in evaluate.valid_names()
+                                                             if n != "mig"]
+    assert "dci" not in cli.metric_names("auto", "cuda") and "dci-fast" in cli.metric_names("auto", "cuda")
     with pytest.raises(cli.UsageError, match="unknown metric 'nope'"):
         cli.metric_names("auto,nope", "cpu")

@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from disentbench import methods
-from disentbench.bench.cli import build_parser, main, plan
+from disentbench.bench import grid
+from disentbench.bench.cli import main, method_names, parse_params
+from disentbench.bench.profiles import PROFILES
 from disentbench.bench.spec import RunSpec
 from disentbench.bench.train import train
 from disentbench.methods.l_vae_noreg import LVAENoReg
@@ -122,10 +124,10 @@ def test_lvae_noreg_divergence_is_recorded_as_a_failed_run(tmp_path, data, monke
 
 
 def test_cli_all_expands_to_the_paper_set_and_sets_new_parameters():
-    args = build_parser().parse_args([
-        "--methods", "all", "--datasets", "tiny", "--param", "factor-vae.gamma=20",
-        "--param", "beta-tcvae.stratified=true", "--param", "control-vae.c_every=100"])
-    specs = plan(args)
+    chosen = method_names("all")
+    params = parse_params(["factor-vae.gamma=20", "beta-tcvae.stratified=true",
+                      "control-vae.c_every=100"], chosen)
+    specs = grid.expand(chosen, ["tiny"], 1, PROFILES["quick"], params, {"tiny": 5})
     assert [s.method for s in specs] == methods.all_methods()
     params = {s.method: dict(s.params) for s in specs if s.params}
     assert params == {"factor-vae": {"gamma": 20.0}, "beta-tcvae": {"stratified": True},
@@ -142,7 +144,7 @@ def test_cli_rejects_an_unknown_parameter_of_a_new_method(capsys, tmp_path):
 def test_cli_trains_every_method_and_variant_for_200_steps(capsys, tmp_path):
     """The issue's end-to-end check (`--methods all --seeds 1 --steps 200`), plus the variants."""
     names = ",".join(methods.available())
-    assert main(["--methods", names, "--datasets", "tiny", "--steps", "200",
-                 "--out", str(tmp_path)]) == 0
+    assert main(["--methods", names, "--datasets", "tiny", "--steps", "200", "--metrics", "none",
+                 "--ablation", "none", "--device", "cpu", "--out", str(tmp_path)]) == 0
     n = len(methods.available())
-    assert f"{n} runs trained, 0 already done (skipped), 0 failed" in capsys.readouterr().out
+    assert f"{n} runs: {n} trained or evaluated now, 0 already done, 0 failed" in capsys.readouterr().out

@@ -27,11 +27,17 @@ def available() -> list[str]:
     return sorted(_LOADERS)
 
 
-def load(name: str, data_dir=None, **options) -> GroundTruthData:
+def loader(name: str):
+    """The registered `fn(data_dir=None, **options)` of `name` (a worker process that did not
+    register it, e.g. a test's in-memory set, is handed this function)."""
     _import_all()
     if name not in _LOADERS:
         raise DatasetError(f"unknown dataset {name!r}; valid names: {', '.join(sorted(_LOADERS))}")
-    return _LOADERS[name](data_dir=data_dir, **options)
+    return _LOADERS[name]
+
+
+def load(name: str, data_dir=None, **options) -> GroundTruthData:
+    return loader(name)(data_dir=data_dir, **options)
 
 
 def _import_all():
@@ -39,4 +45,4 @@ def _import_all():
         importlib.import_module(f"{__name__}.{module.name}")
 
 
-__all__ = ["DatasetError", "GroundTruthData", "available", "load", "register"]
+__all__ = ["DatasetError", "GroundTruthData", "available", "load", "loader", "register"]

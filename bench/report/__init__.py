@@ -235,9 +235,10 @@ def _overall_figures(out, done, histories, labels, colours, directions, metric_c
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m disentbench.bench.report",
                                 description=__doc__.splitlines()[0])
-    p.add_argument("out", nargs="?", default="results", help="results folder (default: results)")
+    p.add_argument("out", nargs="?", default=None, help="results folder (default: results)")
+    p.add_argument("--results", default=None, help="results folder (the same as OUT)")
     args = p.parse_args(argv)
-    out = Path(args.out)
+    out = Path(args.results or args.out or "results")
     if not out.is_dir():
         print(f"error: results folder {out} not found; pass the folder that holds runs/",
               file=sys.stderr)
