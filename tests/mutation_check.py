@@ -249,22 +249,24 @@ def copy_repository(root: Path, target: Path) -> None:
         shutil.copy2(root / relative, target / relative)
 
 
-def run_tests(copy: Path, tests, env, timeout) -> tuple[str, float]:
-    """('passed' | 'failed' | 'timeout' | 'pytest exit N: ...', seconds)."""
+def run_tests(copy: Path, tests, env, timeout) -> tuple[str, float, str]:
+    """('passed' | 'failed' | 'timeout' | 'pytest exit N: ...', seconds, the failing test)."""
     start = time.perf_counter()
     try:
-        done = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
-                               *tests], cwd=copy, env=env, capture_output=True, text=True,
-                              timeout=timeout)
+        done = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-rfE",
+                               "-p", "no:cacheprovider", *tests], cwd=copy, env=env,
+                              capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        return "timeout", time.perf_counter() - start
+        return "timeout", time.perf_counter() - start, ""
     seconds = time.perf_counter() - start
     if done.returncode == 0:
-        return "passed", seconds
+        return "passed", seconds, ""
     if done.returncode in (1, 2):           # a test failed, or collection (import) failed
-        return "failed", seconds
+        failing = [line.split()[1] for line in done.stdout.splitlines()
+                   if line.startswith(("FAILED ", "ERROR ")) and len(line.split()) > 1]
+        return "failed", seconds, failing[0] if failing else ""
     tail = (done.stdout + done.stderr).strip().splitlines()[-3:]
-    return f"pytest exit {done.returncode}: {' | '.join(tail)}", seconds
+    return f"pytest exit {done.returncode}: {' | '.join(tail)}", seconds, ""
 
 
 def main(argv=None) -> int:
@@ -301,7 +303,7 @@ def main(argv=None) -> int:
             print(f"the copy imports disentbench from {used!r}, not from the copy", file=sys.stderr)
             return 2
         all_tests = list(dict.fromkeys(t for mu in chosen for t in mu.tests))
-        outcome, seconds = run_tests(copy, all_tests, env, args.timeout * 3)
+        outcome, seconds, _ = run_tests(copy, all_tests, env, args.timeout * 3)
         if outcome != "passed":
             print(f"the named tests do not pass on the unchanged code ({outcome}); run "
                   f"python -m pytest {' '.join(all_tests)}", file=sys.stderr)
@@ -317,12 +319,13 @@ def main(argv=None) -> int:
                 continue
             path.write_text(original.replace(mu.old, mu.new, 1))
             try:
-                outcome, seconds = run_tests(copy, mu.tests, env, args.timeout)
+                outcome, seconds, failing = run_tests(copy, mu.tests, env, args.timeout)
             finally:
                 path.write_text(original)
             results[mu.name] = {"failed": "killed", "timeout": "killed (timeout)",
                                 "passed": "SURVIVED"}.get(outcome, f"error ({outcome})")
-            print(f"{results[mu.name]:<32} {mu.name}  ({seconds:.0f} s)", flush=True)
+            by = f", by {failing}" if failing else ""
+            print(f"{results[mu.name]:<32} {mu.name}  ({seconds:.0f} s{by})", flush=True)
     killed = [n for n, r in results.items() if r.startswith("killed")]
     survived = [n for n, r in results.items() if r == "SURVIVED"]
     applicable = [n for n, r in results.items() if not r.startswith("not applicable")]
