@@ -202,6 +202,24 @@ def test_factor_vae_permutes_codes_of_a_second_independent_batch(monkeypatch):
         assert torch.allclose(codes[8:, j].sort().values, other[:, j])
 
 
+def test_factor_vae_second_batch_codes_are_sampled_from_the_posterior(monkeypatch):
+    """Class 1 holds permuted samples z = μ + σ ε of the second batch, not its means: with
+    μ = 3 and σ = 2 everywhere their columns have mean 3 and standard deviation 2."""
+    from disentbench.methods import factor_vae
+    monkeypatch.setattr(factor_vae, "discriminator", RecordingDiscriminator)
+
+    class Posterior:
+        def encode(self, x):
+            return torch.full((2000, 2), 3.0), torch.full((2000, 2), math.log(4.0))
+
+    torch.manual_seed(0)
+    method = bound("factor-vae", model=Posterior(), sample_batch=lambda: None)
+    method.after_step(None, code_output(torch.zeros(2000, 2)), {}, 0)
+    permuted = method.discriminator.seen[-1][2000:]
+    assert permuted.mean(0).tolist() == pytest.approx([3.0, 3.0], abs=0.15)
+    assert permuted.std(0).tolist() == pytest.approx([2.0, 2.0], rel=0.05)
+
+
 def test_factor_vae_takes_one_discriminator_step_and_two_batches_per_training_step():
     from disentbench.bench.spec import RunSpec
     from disentbench.bench.train import Trainer

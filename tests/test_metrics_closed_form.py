@@ -53,6 +53,16 @@ def test_mig_bins_the_codes_but_not_the_factors():
     assert values["discrete_mig"] == pytest.approx(expected, abs=1e-12)
 
 
+def test_mig_gap_is_to_the_second_best_code():
+    """Codes (f0, f1, [f0 >= 2]) with f0 of 4 values, f1 binary: for f0 the codes carry
+    log 4, 0 and log 2, a gap of (log 4 - log 2) / log 4 = 1/2; for f1 the gap is 1.
+    MIG = 3/4 (a gap to the least informative code would give 1)."""
+    values = metrics.compute("mig", BalancedGrid((4, 2)),
+                             lambda x: np.stack([x[:, 0], x[:, 1], x[:, 0] >= 2], 1),
+                             num_train=800)
+    assert values["discrete_mig"] == pytest.approx(0.75, abs=1e-12)
+
+
 def test_sap_discrete_on_codes_with_known_accuracies():
     """Binary factors, codes (f0, f1, f0 + f1). A threshold on code i predicts its own factor
     always, the other factor half the time (independent and balanced: any rule scores 1/2),
@@ -89,6 +99,16 @@ def test_irs_on_codes_with_known_deviations():
     assert values["num_active_dims"] == 2
 
 
+def test_irs_uses_the_99th_percentile_of_the_deviations():
+    """One code z = f0 + 2 f1, f0 binary, f1 of 3 values (z in 0..5, largest deviation 2.5).
+    Fixing f0 leaves z in {2 f1 + f0}: deviations 0 (a third) and 2 (two thirds), 99th
+    percentile 2: IRS 1 - 2/2.5 = 0.2. Fixing f1 leaves deviations 1/2: 1 - 0.5/2.5 = 0.8.
+    IRS = 0.8 (the 0.99th percentile, 0, would give 1)."""
+    values = metrics.compute("irs", BalancedGrid((2, 3)),
+                             lambda x: (x[:, 0] + 2 * x[:, 1])[:, None], num_train=960)
+    assert values["IRS"] == pytest.approx(0.8, abs=1e-12)
+
+
 def test_factor_vae_score_divides_local_by_global_variance():
     """Codes z0 = 10 (f0 + f1), z1 = f1. Fixing f1 zeroes z1's variance: z1 wins. Fixing f0
     leaves z0 with 100 var(f1) and z1 with var(f1); relative to the global variances
@@ -109,6 +129,87 @@ def test_factor_vae_score_prunes_codes_below_the_threshold():
                              lambda x: np.stack([x[:, 0], x[:, 1], 0.01 * x[:, 0] / 3], 1),
                              size="quick")
     assert values["eval_accuracy"] == 1.0 and values["num_active_dims"] == 2
+
+
+def replayed_label_counts(seed, num_points, draws_per_point, before=0, sizes=(10, 10),
+                          batch_size=8):
+    """Counts per factor of the labels the reference's sampling draws: RandomState(seed), first
+    `before` factor rows, then per point a label randint(F) and `draws_per_point` batches of
+    factor rows (each factor column randint(K, size=batch_size)); for the train points and then
+    the eval points."""
+    random_state = np.random.RandomState(seed)
+
+    def rows(n):
+        for k in sizes:
+            random_state.randint(k, size=n)
+    if before:
+        rows(before)
+    counts = []
+    for _ in range(2):
+        labels = []
+        for _ in range(num_points):
+            labels.append(random_state.randint(len(sizes)))
+            for _ in range(draws_per_point):
+                rows(batch_size)
+        counts.append(np.bincount(labels, minlength=len(sizes)))
+    return counts
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_factor_vae_score_classifier_comes_from_the_train_votes(seed):
+    """One code, f0 + f1: every vote goes to it, so the classifier names the factor fixed most
+    often in the train sample. Train accuracy is that factor's share of the train labels, eval
+    accuracy its share of the eval labels (seeds 0, 2, 3: the eval majority is the other
+    factor)."""
+    train, evaluation = replayed_label_counts(seed, 11, 1, before=100)
+    values = metrics.compute("factor-vae", SyntheticData((10, 10)),
+                             lambda x: (x[:, 0] + x[:, 1])[:, None], seed=seed, num_train=11,
+                             num_eval=11, num_variance_estimate=100, batch_size=8)
+    chosen = np.argmax(train)
+    assert values["train_accuracy"] == train[chosen] / 11
+    assert values["eval_accuracy"] == evaluation[chosen] / 11
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_beta_vae_score_of_a_constant_code_is_the_train_majority(seed):
+    """A constant code gives every pair the feature 0: the logistic regression predicts the
+    label most frequent in the train sample. Train accuracy is its share there, eval accuracy
+    its share of the eval labels."""
+    train, evaluation = replayed_label_counts(seed, 11, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        values = metrics.compute("beta-vae", SyntheticData((10, 10)),
+                                 lambda x: np.zeros((len(x), 2)), seed=seed, num_train=11,
+                                 num_eval=11, batch_size=8)
+    chosen = np.argmax(train)
+    assert values["train_accuracy"] == train[chosen] / 11
+    assert values["eval_accuracy"] == evaluation[chosen] / 11
+
+
+class CorrelatedThenIndependent(BalancedGrid):
+    """Two binary factors, equal (rows (0, 0), (1, 1)) in the first `switch` rows drawn, then
+    the full grid: a train sample where each factor predicts the other, a test sample where
+    they are independent."""
+
+    def __init__(self, switch):
+        super().__init__((2, 2))
+        self.switch = switch
+
+    def sample_factors(self, n, random_state):
+        if self.position >= self.switch:
+            return super().sample_factors(n, random_state)
+        rows = np.repeat((self.position + np.arange(n))[:, None] % 2, 2, axis=1)
+        self.position += n
+        return rows
+
+
+def test_sap_scores_are_test_accuracies():
+    """Codes (f0, f1). Trained where f0 = f1, a threshold on either code predicts both factors;
+    on the independent test sample it predicts its own factor always and the other half the
+    time: gaps 1/2, SAP = 1/2 (train accuracies would give 0)."""
+    values = metrics.compute("sap", CorrelatedThenIndependent(switch=800), lambda x: x,
+                             num_train=800, num_test=400)
+    assert values["SAP_score"] == pytest.approx(0.5, abs=1e-12)
 
 
 IMPORTANCE = np.array([[2.0, 1.0, 0.0],                 # codes x factors
@@ -176,3 +277,13 @@ def test_unsupervised_scores_of_a_code_with_known_covariance():
     assert values["gaussian_wasserstein_correlation"] == pytest.approx(wasserstein, abs=1e-9)
     assert values["gaussian_wasserstein_correlation_norm"] == pytest.approx(
         wasserstein / (a + b), abs=1e-9)
+
+
+def test_unsupervised_scores_of_independent_codes_are_zero():
+    """Codes (f0, f1) of the balanced grid are exactly independent and uncorrelated: total
+    correlation, Wasserstein correlation and the mean mutual information between different
+    codes (the diagonal, a code's own entropy, left out) are all 0."""
+    values = metrics.compute("unsupervised", BalancedGrid((4, 6)), lambda x: x, num_train=960)
+    for key in ("gaussian_total_correlation", "gaussian_wasserstein_correlation",
+                "mutual_info_score"):
+        assert values[key] == pytest.approx(0.0, abs=1e-12), key
