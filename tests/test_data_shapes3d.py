@@ -5,6 +5,7 @@ import os
 import h5py
 import numpy as np
 import pytest
+import torch
 
 from disentbench.bench.data import DatasetError, load
 from disentbench.bench.data.shapes3d import FACTOR_NAMES, FACTOR_SIZES, SHA256, read_shapes3d
@@ -43,6 +44,14 @@ def test_tiny_file_loads_row_major_with_its_values(tmp_path):
     np.testing.assert_allclose(data.factor_values[3], [0.75, 0.75 + 0.5 / 7])
     np.testing.assert_allclose(data.factor_values[5], [-30, -30 + 60 / 14])
     assert isinstance(data.images, np.memmap)                 # unpacked once, then mapped
+
+
+def test_rgb_pixels_become_floats_divided_by_255(tmp_path):
+    images, _, factors = write_shapes3d(tmp_path / "3dshapes.h5")
+    data = read_shapes3d(tmp_path / "3dshapes.h5", tmp_path / "cache", TINY)
+    floats = data.to_float(data.images_from_factors(factors))
+    assert floats.dtype == torch.float32 and floats.max().item() == 1.0
+    np.testing.assert_allclose(floats.numpy(), images.transpose(0, 3, 1, 2) / 255.0, rtol=1e-6)
 
 
 def test_cache_follows_the_source_file(tmp_path):

@@ -135,3 +135,28 @@ def test_evaluate_run_keeps_earlier_values_and_adds_new_ones(tmp_path):
     assert set(json.loads((tmp_path / "metrics.json").read_text())["metrics"]) == {"mig", "irs"}
     direct = evaluate(data, model=model, names=["mig"], size="quick")
     assert direct["metrics"]["mig"]["values"] == first["metrics"]["mig"]["values"]
+
+
+def test_evaluate_run_scores_a_sigma_vae_run_with_its_gaussian_likelihood(tmp_path, monkeypatch):
+    """The likelihood comes from the run's config.json as training wrote it: σ-VAE's
+    reconstruction loss is the squared error of the decoder's output, not a BCE."""
+    from disentbench.bench import evaluate as evaluation
+    from disentbench.bench.evaluate import evaluate_run
+    from disentbench.bench.spec import RunSpec
+    from disentbench.bench.train import train
+    from tests.helpers import tiny_dsprites_like
+    monkeypatch.setitem(evaluation.RECONSTRUCTION_SIZES, "quick", 64)     # a quick check
+    data = tiny_dsprites_like()
+    runs = {}
+    for method in ("sigma-vae", "vae"):
+        run = train(RunSpec(method, "tiny", 0, 2, batch_size=8, latent_dim=3), tmp_path,
+                    data=data, device="cpu")
+        evaluate_run(run.run_dir, data, ["reconstruction"], size="quick")
+        runs[method] = json.loads((run.run_dir / "metrics.json").read_text())[
+            "metrics"]["reconstruction"]
+    gaussian, bernoulli = runs["sigma-vae"], runs["vae"]
+    assert gaussian["params"]["likelihood"] == "gaussian"
+    assert gaussian["values"]["reconstruction_loss"] == pytest.approx(
+        gaussian["values"]["squared_error"], rel=1e-6)
+    assert bernoulli["params"]["likelihood"] == "bernoulli"
+    assert bernoulli["values"]["reconstruction_loss"] > bernoulli["values"]["squared_error"]

@@ -1,4 +1,5 @@
-"""Loss values and gradients of VAE, β-VAE and L-VAE against hand computation."""
+"""Loss values and gradients of VAE, β-VAE and L-VAE against hand computation; L-VAE's σ
+dynamics under its own loss."""
 import math
 
 import pytest
@@ -68,31 +69,55 @@ def test_lvae_loss_and_gradients_at_chosen_sigmas():
     assert logged["sigma0"].item() == pytest.approx(math.sqrt(v0), rel=1e-6)
 
 
+# One image of 10 pixels, all on, decoded with logit -5 (L_R = 10 softplus(5) ≈ 50) and a
+# posterior close to the prior (KL = ½ 0.3² = 0.045): a term above σ⁴ = 1 and one below.
+X_BIG = torch.ones(1, 1, 1, 10)
+OUT_BIG = Output(torch.tensor([[0.3, 0.0]]), torch.zeros(1, 2), torch.tensor([[0.3, 0.0]]),
+                 torch.full((1, 1, 1, 10), -5.0))
+REC_BIG, KL_SMALL = 10 * softplus(5.0), 0.5 * 0.3 ** 2
+
+
+def fit_sigmas(method, steps, lr=0.05):
+    """Adam on the method's own σ parameters, the loss from `method.loss` with the terms fixed;
+    returns log σ² after every step."""
+    optimiser = torch.optim.Adam(method.parameters(), lr=lr)
+    history = []
+    for step in range(steps):
+        optimiser.zero_grad()
+        method.loss(X_BIG, OUT_BIG, step)["loss"].backward()
+        optimiser.step()
+        history.append(method.log_var.detach().clone())
+    return torch.stack(history)
+
+
 def test_lvae_large_term_pushes_its_sigma_up():
     """A term larger than σ⁴ makes gradient descent raise that σ; a small one lowers it."""
     method = methods.create("l-vae")
-    big, small = torch.tensor(50.0), torch.tensor(0.1)
-    optimiser = torch.optim.SGD(method.parameters(), lr=1e-3)
-    inv = torch.exp(-method.log_var)
-    loss = inv[0] * big + inv[1] * small + torch.exp(method.log_var).sum()
-    loss.backward()
-    optimiser.step()
+    terms = method.loss(X_BIG, OUT_BIG, 0)
+    assert (terms["recon"].item(), terms["kl"].item()) == pytest.approx((REC_BIG, KL_SMALL),
+                                                                        rel=1e-6)
+    terms["loss"].backward()
+    torch.optim.SGD(method.parameters(), lr=1e-3).step()
     sigma0, sigma1 = method.logged()["sigma0"].item(), method.logged()["sigma1"].item()
     assert sigma0 > 1.0 > sigma1
 
 
 def test_lvae_stationary_point_is_sqrt_of_term():
-    """With the term held fixed, σ² converges to sqrt(term): β̂ → sqrt(L_R / KL)."""
+    """With the terms held fixed, σ² converges to sqrt(term): β̂ → sqrt(L_R / KL)."""
     method = methods.create("l-vae")
-    rec, kl = torch.tensor(400.0), torch.tensor(25.0)
-    optimiser = torch.optim.Adam(method.parameters(), lr=0.05)
-    for _ in range(2000):
-        inv = torch.exp(-method.log_var)
-        loss = inv[0] * rec + inv[1] * kl + torch.exp(method.log_var).sum()
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-    assert method.logged()["beta_hat"].item() == pytest.approx(math.sqrt(400 / 25), rel=1e-3)
+    fit_sigmas(method, 2000)
+    logged = method.logged()
+    assert logged["sigma0"].item() ** 2 == pytest.approx(math.sqrt(REC_BIG), rel=1e-3)
+    assert logged["sigma1"].item() ** 2 == pytest.approx(math.sqrt(KL_SMALL), rel=1e-3)
+    assert logged["beta_hat"].item() == pytest.approx(math.sqrt(REC_BIG / KL_SMALL), rel=1e-3)
+
+
+def test_lvae_noreg_sigmas_never_settle():
+    """With the terms held fixed (where L-VAE settles at σ² = sqrt(term)) both σ keep growing."""
+    method = methods.create("l-vae-noreg")
+    steps = fit_sigmas(method, 300).diff(dim=0)
+    assert (steps > 0).all()
+    assert method.logged()["sigma0"].item() ** 2 > math.sqrt(REC_BIG)   # past L-VAE's rest
 
 
 def test_unknown_parameter_is_rejected_with_the_valid_names():
