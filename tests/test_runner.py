@@ -122,6 +122,7 @@ def test_an_evaluation_error_fails_the_run(tmp_path, capsys, monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.grid
 def test_sigkill_at_random_moments_then_rerun_finishes_every_run_once(tmp_path):
     args = ["--methods", "vae,l-vae", "--datasets", "tiny", "--device", "cpu", "--seeds", "2",
             "--profile", "smoke", "--steps", "30", "--metrics", "mig", "--jobs", "2",
@@ -178,6 +179,7 @@ def test_ctrl_c_stops_cleanly_and_rerun_resumes(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.grid
 def test_dask_local_cluster_gives_the_local_backend_metrics(tmp_path):
     common = [*TINY[:-2], "--methods", "vae,l-vae", "--seeds", "1", "--steps", "10",
               "--metrics", "mig,reconstruction", "--ablation", "none"]
