@@ -255,7 +255,7 @@ def settings(args, device: torch.device) -> tuple[str, dict]:
     return profile, chosen
 
 
-def _options(args, device, chosen, names, out) -> runner.Options:
+def _options(args, device, chosen, names, out, profile) -> runner.Options:
     for name in ("seeds", "jobs"):
         if getattr(args, name) is not None and getattr(args, name) <= 0:
             raise UsageError(f"--{name} must be a positive integer, got {getattr(args, name)}")
@@ -274,7 +274,7 @@ def _options(args, device, chosen, names, out) -> runner.Options:
         threads=None if args.scheduler else threads, backend=args.backend,
         scheduler=args.scheduler, ablation=args.ablation != "none",
         retry_failed=args.retry_failed, keep_checkpoints=args.keep_checkpoints,
-        repair=args.repair, precision=args.precision)
+        repair=args.repair, precision=args.precision, profile=profile)
 
 
 def main(argv=None) -> int:
@@ -301,7 +301,7 @@ def _run(argv: list[str]) -> int:
     params = parse_params(args.param, chosen_methods)
     names = metric_names(chosen["metrics"], device)
     out = _check_writable(args.out)
-    options = _options(args, device, chosen, names, out)
+    options = _options(args, device, chosen, names, out, profile)
     # loaded here for the checks and the ETA probe; on the CPU when the workers are elsewhere
     loaded = runner.load_datasets(data_names, args.data_dir,
                                   torch.device("cpu") if args.scheduler else device)

@@ -58,6 +58,7 @@ class Options:
     keep_checkpoints: bool = False
     repair: bool = False
     precision: str = "fp32"          # auto|bf16|fp32 (bench/precision.py), per worker's device
+    profile: str | None = None       # recorded in each run's config.json for the report
 
     def train_flags(self) -> dict:
         """What `train` takes from the options besides the run (store flags, precision)."""
@@ -249,7 +250,8 @@ def _run_one(spec: RunSpec, data, options: Options, queue, config_extra=None) ->
     progress = (lambda n: _tell(queue, "steps", name, n)) if queue is not None else None
     try:
         result = train(spec, options.out, data=data, device=options.device, progress=progress,
-                       config_extra=config_extra, **options.train_flags())
+                       config_extra={**({"profile": options.profile} if options.profile else {}),
+                                     **(config_extra or {})}, **options.train_flags())
         work = f"trained {result.step} steps" if result.status == "done" else "trained before"
         if result.status == "failed":
             return Outcome(spec.dataset, spec.label, spec.seed, "failed",

@@ -113,8 +113,7 @@ def _build(out: Path):
                 for dataset in sorted(runs["dataset"].unique())]
     files += _overall_figures(out, done, histories, labels, colours, directions, metric_columns,
                               overall)
-    config = read_json_or_empty(out / "config.json")
-    header = {"profile": config.get("profile"),
+    header = {"profile": ", ".join(sorted(p for p in runs["profile"].dropna().unique() if p)),
               "device": ", ".join(sorted(d for d in runs["device"].dropna().unique() if d)),
               "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
     files.append(page.write(out, runs, results.problems, header, overall, sections, files))

@@ -64,6 +64,7 @@ def _read_run(out: Path, run: Path):
            "status": status.get("status", "damaged"),
            "step": status.get("step"), "steps": status.get("steps"),
            "seconds": status.get("seconds"), "device": config.get("device", ""),
+           "profile": config.get("profile", ""),
            "reason": status.get("reason", "") if status else "; ".join(trouble),
            "warnings": "; ".join(map(str, status.get("warnings") or [])),
            "likelihood": config.get("reconstruction", methods.Method.reconstruction_loss),
