@@ -183,7 +183,8 @@ def test_ctrl_c_stops_cleanly_and_rerun_resumes(tmp_path):
 def test_dask_local_cluster_gives_the_local_backend_metrics(tmp_path):
     common = [*TINY[:-2], "--methods", "vae,l-vae", "--seeds", "1", "--steps", "10",
               "--metrics", "mig,reconstruction", "--ablation", "none"]
-    assert main([*common, "--jobs", "1", "--out", str(tmp_path / "local")]) == 0
+    # the same threads per worker (1) on both backends: float results depend on the thread count
+    assert main([*common, "--jobs", "2", "--out", str(tmp_path / "local")]) == 0
     assert main([*common, "--backend", "dask", "--jobs", "2", "--out", str(tmp_path / "dask")]) == 0
     for run in ("vae/seed0", "l-vae/seed0"):
         local, dask = (json.loads((tmp_path / where / "runs/tiny" / run / "metrics.json")
