@@ -23,7 +23,6 @@ from disentbench.bench import diagnostics
 from disentbench.bench import precision as precisions
 from disentbench.bench.nets import VAE
 from disentbench.bench.spec import RunSpec
-from disentbench.bench.store import RunConflict  # noqa: F401  (raised by train; callers catch it here)
 from disentbench.bench.store import RunDamaged, RunState, RunStore
 from disentbench.methods.base import TrainContext
 

@@ -21,7 +21,8 @@ from disentbench.bench import group as group_module
 from disentbench.bench.group import GroupTrainer, check_seed_group, train_group
 from disentbench.bench.spec import RunSpec
 from disentbench.bench.store import RunStore
-from disentbench.bench.train import RunConflict, Trainer, failure_reason, train
+from disentbench.bench.store import RunConflict
+from disentbench.bench.train import Trainer, failure_reason, train
 from tests.helpers import tiny_dsprites_like
 
 CPU = torch.device("cpu")

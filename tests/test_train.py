@@ -7,7 +7,8 @@ import torch
 
 from disentbench import methods
 from disentbench.bench.spec import RunSpec
-from disentbench.bench.train import RunConflict, train
+from disentbench.bench.store import RunConflict
+from disentbench.bench.train import train
 from disentbench.methods.base import Method, kl_normal
 from tests.helpers import tiny_dsprites_like
 
