@@ -21,12 +21,10 @@ from disentbench.bench import data as datasets
 from disentbench.bench import evaluate as evaluation
 from disentbench.bench import grid, report, runner
 from disentbench.bench import precision as precisions
+from disentbench.bench.group import AUTO_SIZE
 from disentbench.bench.profiles import FACTORS, PROFILES, default_profile
 
 DEFAULT_DATASET = "dsprites-procedural"
-# Worker processes sharing one GPU. Measured on an H200 (issue 9): one harness process 11.8k
-# images/s, four at once 10.7-11.0k each, about 43k together.
-GPU_JOBS = 4
 # Settings a profile gives when no flag (or --config key) does.
 PROFILE_KEYS = ("steps", "batch_size", "latent_dim", "lr", "log_every", "checkpoint_every",
                 "eval_size", "metrics")
@@ -86,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if present, else cpu)")
     p.add_argument("--jobs", type=int, default=None,
                    help="worker processes (default: the number of cores on a CPU, "
-                        f"{GPU_JOBS} sharing a GPU)")
+                        f"{runner.GPU_JOBS} sharing a GPU)")
     p.add_argument("--backend", default="local", choices=["local", "dask"],
                    help="local processes (joblib loky), or a Dask cluster (default: local)")
     p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
@@ -101,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training precision: bf16 autocast of the network's forward pass (losses "
                         "and σ's in fp32) or fp32; auto = bf16 on GPUs and CPUs with native bf16, "
                         "fp32 elsewhere (default: auto; recorded in config.json)")
+    p.add_argument("--group-seeds", default="auto", metavar="auto|off|N",
+                   help="train the seeds of a method and dataset as stacked seed groups of N "
+                        "(one model, each member its own run folder); auto = groups of up to "
+                        f"{AUTO_SIZE} on a GPU where a timed probe shows they pay, none on a CPU "
+                        "(where they do not); off = one run at a time (default: auto)")
     return p
 
 
@@ -264,7 +267,7 @@ def _options(args, device, chosen, names, out, profile) -> runner.Options:
     if args.scheduler and args.backend != "dask":
         raise UsageError("--scheduler needs --backend dask")
     cores = joblib.cpu_count()
-    jobs = args.jobs or (cores if device.type == "cpu" else GPU_JOBS)
+    jobs = args.jobs or runner.default_jobs(device)
     threads = 1 if args.backend == "dask" else max(1, cores // jobs)
     if os.environ.get("OMP_NUM_THREADS", "").isdigit():     # the user's cap per process
         threads = max(1, min(threads, int(os.environ["OMP_NUM_THREADS"])))
@@ -274,7 +277,21 @@ def _options(args, device, chosen, names, out, profile) -> runner.Options:
         threads=None if args.scheduler else threads, backend=args.backend,
         scheduler=args.scheduler, ablation=args.ablation != "none",
         retry_failed=args.retry_failed, keep_checkpoints=args.keep_checkpoints,
-        repair=args.repair, precision=args.precision, profile=profile)
+        repair=args.repair, precision=args.precision, profile=profile,
+        group_seeds=group_seeds(args.group_seeds))
+
+
+def group_seeds(text: str) -> int | None:
+    """--group-seeds: None for auto, 1 for off, else the positive group size."""
+    text = str(text).strip()
+    if text == "auto":
+        return None
+    if text == "off":
+        return 1
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    raise UsageError(f"--group-seeds {text!r}: expected auto, off or a positive number of "
+                     f"seeds per group, e.g. --group-seeds 10")
 
 
 def main(argv=None) -> int:
@@ -327,6 +344,8 @@ def _print_plan(plan, profile, chosen, options, n_methods, n_datasets, seeds) ->
     where = (f"Dask cluster at {options.scheduler}" if options.scheduler else
              f"{options.jobs} {'Dask' if options.backend == 'dask' else 'local'} worker "
              f"processes x {options.threads} thread(s)")
+    where += (f", seed groups of up to {plan.group}" if plan.group > 1 else
+              ", one run at a time (no seed groups)")
     latent = "number of factors" if chosen["latent_dim"] == FACTORS else chosen["latent_dim"]
     print(f"disentbench: profile {profile}, device {options.device}, {plan.runs} runs "
           f"({n_methods} methods x {n_datasets} datasets x {seeds} seeds"

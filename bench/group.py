@@ -1,4 +1,5 @@
-"""Seed groups: runs that differ only in seed, trained together as one stacked model.
+"""Seed groups: runs that differ only in seed (and method parameters), trained together as one
+stacked model.
 
 Every member is a full `Trainer` (bench/train.py) built exactly as a single run builds it (the
 same `torch.manual_seed(seed)`, network, method, optimiser and data generator), so each member
@@ -43,19 +44,35 @@ from disentbench.bench.store import RunStore
 from disentbench.bench.train import RunResult, Session, Trainer, pick_device, row_values, train
 
 
+# What the members of a group may differ in: the seed, and the method's parameters (they never
+# change the network; each member has its own method), so that the fixed-β̂ ablation runs of a
+# seed group of L-VAE runs, each with its own β, train as a group too.
+MEMBER_FIELDS = ("seed", "params")
+# Members of a `--group-seeds auto` group on a GPU: the issue's H200 measured a stacked group of
+# 10 at 151k images/s and of 50 at 163k (bf16, one CUDA graph): 10 reaches most of it.
+AUTO_SIZE = 10
+
+
 def check_seed_group(specs: list[RunSpec]) -> None:
-    """ValueError unless `specs` are at least one run, with distinct seeds, equal in all else."""
+    """ValueError unless `specs` are at least one run, with distinct seeds, equal in all but
+    the seed and the method parameters."""
     if not specs:
         raise ValueError("a seed group needs at least one run")
-    first = {k: v for k, v in specs[0].to_dict().items() if k != "seed"}
+    first = group_key(specs[0])
     for spec in specs[1:]:
-        other = {k: v for k, v in spec.to_dict().items() if k != "seed"}
+        other = group_key(spec)
         if other != first:
             diff = ", ".join(k for k in first if first[k] != other.get(k))
-            raise ValueError(f"runs of a seed group may differ only in seed; {diff} differ")
+            raise ValueError(f"runs of a seed group may differ only in seed and method "
+                             f"parameters; {diff} differ")
     seeds = [spec.seed for spec in specs]
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"a seed group needs distinct seeds, got {seeds}")
+
+
+def group_key(spec: RunSpec) -> dict:
+    """What every member of a group shares: the spec without `MEMBER_FIELDS`."""
+    return {k: v for k, v in spec.to_dict().items() if k not in MEMBER_FIELDS}
 
 
 def _rng_state(device: torch.device) -> dict:
@@ -72,7 +89,8 @@ def _set_rng_state(device: torch.device, state: dict) -> None:
 
 
 class GroupTrainer:
-    """Trains runs that differ only in seed as one stacked model; see the module docstring.
+    """Trains runs that differ only in seed (and method parameters) as one stacked model; see
+    the module docstring.
 
     `members` are the live members' Trainers, in the order of `specs` minus dropped ones;
     `failed` maps a dropped member's seed to its reason; `nonfinite_at_rows[k]` says whether
@@ -187,27 +205,29 @@ class GroupTrainer:
 
 
 def should_group(device, n_members: int) -> bool:
-    """The `--group-seeds auto` rule: stack seed groups on a GPU, never on a CPU.
+    """The device rule of `--group-seeds auto`: seed groups may pay on a GPU, never on a CPU.
 
     On a GPU one small run leaves the device idle (launch-bound): the issue's H200 measured
-    12k images/s for one run and 66k for a stacked group of 10 in fp32. On a CPU the stacked
+    12k images/s for one run and 66k for a stacked group of 10 in fp32; the runner confirms the
+    rule on the device with a timed probe (bench/runner.py `group_size`). On a CPU the stacked
     (grouped) convolutions are no faster than single models: on this suite's 2-core Xeon (1
     thread, batch 64, busy machine) single 145-175 images/s, group of 2 161, group of 4 101 in
     fp32; in bf16 single 170-218, group of 2 127, group of 4 100. There, processes (one per
-    core) are the parallelism. This module's vmap implementation has not been timed on a GPU
-    yet (none was lent to its author): `python -m disentbench.bench.perf` on one gives group10.
+    core) are the parallelism.
     """
     return torch.device(device).type == "cuda" and n_members > 1
 
 
 def train_group(specs: list[RunSpec], out, data=None, device=None, progress=None, *,
                 keep_checkpoints: bool = False, repair: bool = False, retry_failed: bool = False,
-                config_extra: dict | None = None, precision: str = "fp32") -> list[RunResult]:
-    """Train runs that differ only in seed as one group, each into its own run folder under
-    `out` through the run store, exactly as `train` would (the same files, checks, resume, slim
-    final checkpoint unless `keep_checkpoints`), so every member resumes, is evaluated and is
-    reported alone. Same keyword arguments as `train`; config.json also records "seed_group"
-    (the grouped seeds). Returns one RunResult per spec, in order.
+                config_extra: dict | None = None, precision: str = "fp32",
+                member_extra: list[dict] | None = None) -> list[RunResult]:
+    """Train runs that differ only in seed (and method parameters) as one group, each into its
+    own run folder under `out` through the run store, exactly as `train` would (the same files,
+    checks, resume, slim final checkpoint unless `keep_checkpoints`), so every member resumes,
+    is evaluated and is reported alone. Same keyword arguments as `train`, and `member_extra`:
+    one more config.json dict per spec (e.g. an ablation run's record); config.json also
+    records "seed_group" (the grouped seeds). Returns one RunResult per spec, in order.
 
     New and resumable runs at the most common step train as the group; the others (finished,
     failed, damaged, or at another step) and groups of one go through `train` alone afterwards.
@@ -217,6 +237,7 @@ def train_group(specs: list[RunSpec], out, data=None, device=None, progress=None
     over the members. A member's "seconds" are the group's (the members train together).
     """
     check_seed_group(specs)
+    extras = [{**(config_extra or {}), **more} for more in (member_extra or [{}] * len(specs))]
     stores = [RunStore.of(spec, out) for spec in specs]
     states = [store.state(spec) for spec, store in zip(specs, stores)]   # RunConflict first
     device = pick_device(device)
@@ -227,16 +248,16 @@ def train_group(specs: list[RunSpec], out, data=None, device=None, progress=None
     grouped = [k for k in ready if states[k].step == common]
     results = {}
     if len(grouped) > 1:
-        extra = {**(config_extra or {}), "seed_group": [specs[k].seed for k in grouped]}
+        seeds = {"seed_group": [specs[k].seed for k in grouped]}
         sessions = {specs[k].seed: Session(specs[k], stores[k], states[k], device, precision,
-                                           extra) for k in grouped}
+                                           {**extras[k], **seeds}) for k in grouped}
         results = _train_members([specs[k] for k in grouped], sessions, data, device, progress,
                                  keep_checkpoints, precision)
-    for spec in specs:
+    for spec, extra in zip(specs, extras):
         if spec.seed not in results:
             results[spec.seed] = train(spec, out, data=data, device=device, progress=progress,
                                        keep_checkpoints=keep_checkpoints, repair=repair,
-                                       retry_failed=retry_failed, config_extra=config_extra,
+                                       retry_failed=retry_failed, config_extra=extra,
                                        precision=precision)
     return [results[spec.seed] for spec in specs]
 

@@ -8,9 +8,10 @@ Cases (images/s, batch 64, median over alternating rounds so a busy machine slow
 - `harness`: bench/train.py's Trainer in fp32 (one process);
 - `group10`: a seed group of 10 (bench/group.py) as one stacked model, fp32, all members' images;
 - `bf16`:    the harness with bf16 autocast (bench/precision.py);
-- `default`: what the runner uses by default on this device, all its processes together: on a
-  CPU one single-thread process per core side by side, in `auto` precision, grouped where
-  `group.should_group` says so; on a GPU one process in `auto` precision, grouped likewise.
+- `default`: what the runner uses by default on this device, all its processes together
+  (`runner.default_jobs`: one single-thread process per core on a CPU, 4 sharing a GPU), in
+  `auto` precision, in seed groups of `group.AUTO_SIZE` where `group.should_group` says so (a
+  GPU; the runner also confirms it there with a timed probe).
 `flops_per_image` counts one training step (forward + backward; torch.utils.flop_counter) per
 image; `fraction_of_peak` = images/s × that / the peak `peak_flops` assumes for the case's
 precision (its rule is in its docstring; empty where the device is unknown).
@@ -31,8 +32,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from disentbench.bench import data as datasets
 from disentbench.bench import precision as precisions
 from disentbench.bench.data.base import GroundTruthData
-from disentbench.bench.group import GroupTrainer, should_group
+from disentbench.bench.group import AUTO_SIZE, GroupTrainer, should_group
 from disentbench.bench.nets import VAE
+from disentbench.bench.runner import default_jobs
 from disentbench.bench.spec import RunSpec
 from disentbench.bench.train import Trainer, pick_device
 
@@ -124,8 +126,8 @@ def usable_cores() -> int:
 def default_configuration(device) -> dict:
     """The runner's default on `device`: processes, threads each, precision and group size."""
     device = torch.device(device)
-    group = GROUP if should_group(device, GROUP) else 1
-    processes = 1 if device.type == "cuda" else usable_cores()
+    group = AUTO_SIZE if should_group(device, AUTO_SIZE) else 1
+    processes = default_jobs(device)
     return {"processes": processes, "threads": 1 if device.type == "cpu" else None,
             "precision": precisions.resolve("auto", device), "group": group}
 

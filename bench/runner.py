@@ -1,8 +1,13 @@
-"""Run a grid of RunSpecs in parallel; each worker trains and then evaluates its run.
+"""Run a grid of RunSpecs in parallel; each worker trains and then evaluates its runs.
 
-The unit of work is one run (an L-VAE run takes its fixed-β̂ ablation run along: that one starts
-as soon as its L-VAE run is done, in the same worker); the only shared state is the results
-folder, so results do not depend on the scheduling. Backends, both through joblib:
+The unit of work is a seed group: runs that differ only in seed, trained as one stacked model
+(bench/group.py) when `--group-seeds` asks for groups, else one run. L-VAE runs take their
+fixed-β̂ ablation runs along: those start as soon as their L-VAE runs are done, in the same
+worker, as a group of their own. The only shared state is the results folder, so results do not
+depend on the scheduling; a member of a group follows its single run up to float rounding
+(tests/test_group.py). `--group-seeds auto` groups only where the device rule
+(`group.should_group`: a GPU) holds and a timed probe on the device confirms that a group step
+costs each member less than a single step. Backends, both through joblib:
 - `local`: loky worker processes on this machine (`jobs` of them, each with `threads` torch,
   BLAS/OpenMP and numba threads); on a GPU several processes share the device.
 - `dask`: joblib's Dask backend, on an existing cluster (`scheduler` address) or a LocalCluster of
@@ -12,14 +17,16 @@ are trained and evaluated, resumes interrupted ones and retries failed ones only
 """
 from __future__ import annotations
 
+import collections
 import contextlib
+import dataclasses
+import json
 import logging
 import multiprocessing
 import signal
 import statistics
 import threading
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -31,9 +38,19 @@ from tqdm.auto import tqdm
 from disentbench.bench import data as datasets
 from disentbench.bench import grid
 from disentbench.bench.evaluate import evaluate_run, pending_metrics
+from disentbench.bench.group import AUTO_SIZE, GroupTrainer, should_group, train_group
 from disentbench.bench.spec import RunSpec
 from disentbench.bench.store import RunConflict, RunDamaged, RunStore, is_finished
-from disentbench.bench.train import Trainer, train
+from disentbench.bench.train import RunResult, Trainer, train
+
+# Worker processes sharing one GPU. Measured on an H200 (issue 9): one harness process 11.8k
+# images/s, four at once 10.7-11.0k each, about 43k together.
+GPU_JOBS = 4
+
+
+def default_jobs(device) -> int:
+    """Worker processes by default: one per core on a CPU, `GPU_JOBS` sharing a GPU."""
+    return joblib.cpu_count() if torch.device(device).type == "cpu" else GPU_JOBS
 
 
 class GridError(Exception):
@@ -59,6 +76,7 @@ class Options:
     repair: bool = False
     precision: str = "fp32"          # auto|bf16|fp32 (bench/precision.py), per worker's device
     profile: str | None = None       # recorded in each run's config.json for the report
+    group_seeds: int | None = 1      # members per seed group (1: off); None: auto (group_size)
 
     def train_flags(self) -> dict:
         """What `train` takes from the options besides the run (store flags, precision)."""
@@ -84,11 +102,12 @@ class Outcome:
 
 @dataclass
 class Task:
-    """One run for a worker, with the fixed-β̂ ablation run after it when `ablation` is set."""
-    spec: RunSpec
+    """A seed group for a worker (runs that differ only in seed; one run when groups are off),
+    with their fixed-β̂ ablation runs after them when `ablation` is set."""
+    specs: list[RunSpec]
     load: Callable                   # the dataset's loader (datasets.loader)
     ablation: bool
-    steps: int                       # steps left to train, ablation included
+    steps: int                       # steps left to train, summed over the runs, ablation included
 
 
 @dataclass
@@ -100,6 +119,7 @@ class Grid:
     steps: int                       # steps left to train
     eta_seconds: float | None        # training time from a probe of each method; None: unknown
     order: list[str]                 # every run's name, in the grid's order (for the summary)
+    group: int = 1                   # members per seed group (1: every run alone)
 
 
 # Per worker process: the datasets loaded so far, on their device.
@@ -131,7 +151,7 @@ def prepare(specs: list[RunSpec], options: Options) -> Grid:
         if spec.batch_size > len(data):
             raise GridError(f"--batch-size {spec.batch_size} is larger than dataset "
                             f"{spec.dataset} ({len(data)} images); choose at most {len(data)}")
-    tasks, settled, order = [], [], []
+    todo, settled, order = [], [], []
     for spec in specs:
         _check_folder(spec, options.out)
         with_ablation = options.ablation and grid.is_ablation_source(spec)
@@ -142,16 +162,53 @@ def prepare(specs: list[RunSpec], options: Options) -> Grid:
         state = _state(spec, options)
         ablation_state = _state(ablation, options) if ablation is not None else "todo"
         if state == "todo" or (with_ablation and state == "complete" and ablation_state == "todo"):
-            steps = _steps_left(spec, options) + (
-                (_steps_left(ablation, options) if ablation else spec.steps) if with_ablation else 0)
-            tasks.append(Task(spec, datasets.loader(spec.dataset), with_ablation, steps))
+            todo.append((spec, with_ablation))
             continue
         settled.append(_settled(spec, state, options.out))
         if with_ablation:
             settled.append(_settled(ablation, ablation_state, options.out) if ablation else
                            _not_trained(spec, "its L-VAE run failed"))
+    size = group_size([spec for spec, _ in todo], options)
+    tasks = [Task(members, datasets.loader(members[0].dataset), with_ablation,
+                  sum(_steps_left(s, options) + (_ablation_steps(s, options) if with_ablation
+                                                 else 0) for s in members))
+             for members, with_ablation in _seed_groups(todo, size)]
     eta = None if options.scheduler else _eta_seconds(tasks, options) if tasks else 0.0
-    return Grid(options, tasks, settled, len(order), sum(t.steps for t in tasks), eta, order)
+    return Grid(options, tasks, settled, len(order), sum(t.steps for t in tasks), eta, order,
+                size)
+
+
+def _seed_groups(todo: list[tuple[RunSpec, bool]], size: int) -> list[tuple[list[RunSpec], bool]]:
+    """The runs of `todo` that differ only in seed, in chunks of at most `size`, in grid order."""
+    cells: dict[str, list[RunSpec]] = {}
+    ablation = {}
+    for spec, with_ablation in todo:
+        cells.setdefault(_cell(spec), []).append(spec)
+        ablation[_cell(spec)] = with_ablation
+    return [(members[i:i + size], ablation[key]) for key, members in cells.items()
+            for i in range(0, len(members), size)]
+
+
+def _cell(spec: RunSpec) -> str:
+    """The spec without its seed: runs with the same cell differ only in seed."""
+    return json.dumps({k: v for k, v in spec.to_dict().items() if k != "seed"}, sort_keys=True)
+
+
+def group_size(specs: list[RunSpec], options: Options) -> int:
+    """Members per seed group: `options.group_seeds` when given (1: off); for auto (None), up to
+    `group.AUTO_SIZE` seeds where `group.should_group` says groups may pay on the device (a GPU)
+    and, for workers on this machine, a timed probe there confirms that one group step of the
+    grid's first run costs each member less than its single step; else 1 (never slower than
+    single runs, as far as the probe can tell)."""
+    if options.group_seeds is not None:
+        return options.group_seeds
+    size = min(AUTO_SIZE, max(collections.Counter(map(_cell, specs)).values(), default=1))
+    if not should_group(options.device, size):
+        return 1
+    if options.scheduler:                                    # the workers' device is elsewhere
+        return size
+    single, grouped = _probe(specs[0], options), _probe(specs[0], options, members=size)
+    return size if single is not None and grouped is not None and grouped < single else 1
 
 
 def _loaded(name: str, options: Options) -> datasets.GroundTruthData:
@@ -192,6 +249,12 @@ def _steps_left(spec: RunSpec, options: Options) -> int:
     return 0 if state.kind in ("done", "failed") else max(0, spec.steps - state.step)
 
 
+def _ablation_steps(source: RunSpec, options: Options) -> int:
+    """Steps left to the ablation run of the L-VAE run `source` (all of them before it exists)."""
+    ablation = _ablation_of(source, options.out)
+    return _steps_left(ablation, options) if ablation is not None else source.steps
+
+
 def _ablation_of(source: RunSpec, out) -> RunSpec | None:
     """The fixed-β̂ ablation run of the L-VAE run `source`, once `source` is trained."""
     if not is_finished(source, out):
@@ -218,61 +281,91 @@ def _not_trained(source: RunSpec, why: str) -> Outcome:
 # ---------------------------------------------------------------- the worker
 
 def run_task(task: Task, options: Options, queue=None) -> list[Outcome]:
-    """Train and evaluate `task`'s run (then its ablation run) in this worker process; never
-    raises for a failing run. `queue` receives (run name, steps) as training goes on."""
+    """Train and evaluate `task`'s runs (as one seed group when there are several), then their
+    ablation runs, in this worker process; never raises for a failing run. `queue` receives
+    ("steps", run names, n) as training goes on and ("finished", outcome) per run."""
     _set_threads(options.threads)
-    spec = task.spec
+    first = task.specs[0]
     try:
-        data = dataset(spec.dataset, task.load, options.data_dir, options.device)
-    except Exception as err:                         # noqa: BLE001 - the run's failure
-        reason = f"loading {spec.dataset}: {type(err).__name__}: {err}"
-        failed = Outcome(spec.dataset, spec.label, spec.seed, "failed", "not trained", reason)
-        return [failed] + ([_not_trained(spec, reason)] if task.ablation else [])
-    outcomes = [_run_one(spec, data, options, queue)]
-    _tell(queue, "finished", outcomes[0])
+        data = dataset(first.dataset, task.load, options.data_dir, options.device)
+    except Exception as err:                         # noqa: BLE001 - the runs' failure
+        reason = f"loading {first.dataset}: {type(err).__name__}: {err}"
+        return [outcome for spec in task.specs for outcome in
+                [Outcome(spec.dataset, spec.label, spec.seed, "failed", "not trained", reason)]
+                + ([_not_trained(spec, reason)] if task.ablation else [])]
+    outcomes = _run_group(task.specs, data, options, queue)
     if task.ablation:
-        ablation = _ablation_of(spec, options.out)
-        if ablation is None:
-            outcomes.append(_not_trained(spec, "its L-VAE run failed"))
-        else:
-            beta_hat = dict(ablation.params)["beta"]
-            outcomes.append(_run_one(ablation, data, options, queue,
-                                     grid.ablation_record(spec, beta_hat, options.out)))
+        sources = {spec: _ablation_of(spec, options.out) for spec in task.specs}
+        outcomes += [_not_trained(spec, "its L-VAE run failed")
+                     for spec, ablation in sources.items() if ablation is None]
+        pairs = [(spec, ablation) for spec, ablation in sources.items() if ablation is not None]
+        if pairs:
+            records = [grid.ablation_record(spec, dict(ablation.params)["beta"], options.out)
+                       for spec, ablation in pairs]
+            outcomes += _run_group([ablation for _, ablation in pairs], data, options, queue,
+                                   records)
     return outcomes
 
 
-def _run_one(spec: RunSpec, data, options: Options, queue, config_extra=None) -> Outcome:
-    name = _key(spec)
-    state = _state(spec, options)
-    if state != "todo":
-        return _settled(spec, state, options.out)
+def _run_group(specs: list[RunSpec], data, options: Options, queue,
+               records: list[dict] | None = None) -> list[Outcome]:
+    """Train (as one group when several need it) and evaluate `specs`; `records` are one more
+    config.json dict per run. Tells the queue each finished run."""
+    records = records or [{}] * len(specs)
+    profile = {"profile": options.profile} if options.profile else {}
+    states = [_state(spec, options) for spec in specs]
+    outcomes = {spec: _settled(spec, state, options.out)
+                for spec, state in zip(specs, states) if state != "todo"}
+    todo = [(spec, {**profile, **record})
+            for spec, state, record in zip(specs, states, records) if state == "todo"]
+    names = [_key(spec) for spec, _ in todo]
+    progress = (lambda n: _tell(queue, "steps", names, n)) if queue is not None else None
     start = time.perf_counter()
-    progress = (lambda n: _tell(queue, "steps", name, n)) if queue is not None else None
     try:
-        result = train(spec, options.out, data=data, device=options.device, progress=progress,
-                       config_extra={**({"profile": options.profile} if options.profile else {}),
-                                     **(config_extra or {})}, **options.train_flags())
-        work = f"trained {result.step} steps" if result.status == "done" else "trained before"
-        if result.status == "failed":
-            return Outcome(spec.dataset, spec.label, spec.seed, "failed",
-                           f"failed at step {result.step}", result.reason,
-                           time.perf_counter() - start)
-        if options.metrics:
+        if len(todo) > 1:
+            results = train_group([spec for spec, _ in todo], options.out, data=data,
+                                  device=options.device, progress=progress,
+                                  member_extra=[extra for _, extra in todo],
+                                  **options.train_flags())
+        else:
+            results = [train(spec, options.out, data=data, device=options.device,
+                             progress=progress, config_extra=extra, **options.train_flags())
+                       for spec, extra in todo]
+    except Exception as err:                          # noqa: BLE001 - isolate the runs
+        results = [f"{type(err).__name__}: {err}"] * len(todo)
+    share = (time.perf_counter() - start) / max(1, len(todo))   # of the group's training time
+    for (spec, _), result in zip(todo, results):
+        outcomes[spec] = _evaluated(spec, result, data, options, share)
+        _tell(queue, "finished", outcomes[spec])
+    return [outcomes[spec] for spec in specs]
+
+
+def _evaluated(spec: RunSpec, result: RunResult | str, data, options: Options,
+               seconds: float) -> Outcome:
+    """The outcome of a trained run (`result`, or the error that stopped its training), with
+    its metrics computed; `seconds` is its share of the training time."""
+    start = time.perf_counter()
+
+    def outcome(status, work, reason=""):
+        return Outcome(spec.dataset, spec.label, spec.seed, status, work, reason,
+                       seconds + time.perf_counter() - start)
+    if isinstance(result, str):
+        return outcome("failed", "stopped", result)
+    if result.status == "failed":
+        return outcome("failed", f"failed at step {result.step}", result.reason)
+    work = f"trained {result.step} steps" if result.status == "done" else "trained before"
+    if options.metrics:
+        try:
             evaluation = evaluate_run(result.run_dir, data, list(options.metrics),
                                       size=options.eval_size, seed=options.eval_seed,
                                       device=options.device)
-            errors = [f"{n}: {r['error']}" for n, r in evaluation["metrics"].items()
-                      if "error" in r]
-            if errors:
-                return Outcome(spec.dataset, spec.label, spec.seed, "failed", work,
-                               "evaluation failed: " + "; ".join(errors),
-                               time.perf_counter() - start)
-            work += ", evaluated"
-    except Exception as err:                          # noqa: BLE001 - isolate the run
-        return Outcome(spec.dataset, spec.label, spec.seed, "failed", "stopped",
-                       f"{type(err).__name__}: {err}", time.perf_counter() - start)
-    return Outcome(spec.dataset, spec.label, spec.seed, "done", work, "",
-                   time.perf_counter() - start)
+        except Exception as err:                      # noqa: BLE001 - isolate the run
+            return outcome("failed", work, f"{type(err).__name__}: {err}")
+        errors = [f"{n}: {r['error']}" for n, r in evaluation["metrics"].items() if "error" in r]
+        if errors:
+            return outcome("failed", work, "evaluation failed: " + "; ".join(errors))
+        work += ", evaluated"
+    return outcome("done", work)
 
 
 def _tell(queue, *item) -> None:
@@ -313,14 +406,15 @@ def _eta_seconds(tasks: list[Task], options: Options) -> float | None:
     torch.set_num_threads(options.threads or threads)
     try:
         for task in tasks:
-            own = _steps_left(task.spec, options)
-            probes = [(task.spec, own)]
-            if task.ablation:                      # the ablation run trains beta-vae
-                probes.append((grid.ablation_spec(task.spec, 1.0), task.steps - own))
+            members = len(task.specs)
+            own = sum(_steps_left(spec, options) for spec in task.specs)
+            probes = [(task.specs[0], own)]
+            if task.ablation:                      # the ablation runs train beta-vae
+                probes.append((grid.ablation_spec(task.specs[0], 1.0), task.steps - own))
             for spec, steps in probes:
-                key = (spec.dataset, spec.method, spec.params)
+                key = (spec.dataset, spec.method, spec.params, members)
                 if key not in per_step:
-                    per_step[key] = _probe(spec, options)
+                    per_step[key] = _probe(spec, options, members)
                 total += (per_step[key] or 0.0) * steps
     finally:
         torch.set_num_threads(threads)
@@ -329,12 +423,17 @@ def _eta_seconds(tasks: list[Task], options: Options) -> float | None:
     return total / options.jobs
 
 
-def _probe(spec: RunSpec, options: Options, steps: int = 3) -> float | None:
-    """Median seconds of one training step of `spec` after a warm-up step; None if it fails."""
+def _probe(spec: RunSpec, options: Options, members: int = 1, steps: int = 3) -> float | None:
+    """Median seconds of one training step of `spec` after a warm-up step, per member of a seed
+    group of `members` (seeds 0..members-1; one run when 1); None if it fails."""
     data = _loaded(spec.dataset, options)
     device = data.device
     try:
-        trainer = Trainer(spec, data, device, options.precision)
+        if members > 1:
+            trainer = GroupTrainer([dataclasses.replace(spec, seed=seed)
+                                    for seed in range(members)], data, device, options.precision)
+        else:
+            trainer = Trainer(spec, data, device, options.precision)
         trainer.step()
         times = []
         for _ in range(steps):
@@ -343,7 +442,7 @@ def _probe(spec: RunSpec, options: Options, steps: int = 3) -> float | None:
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             times.append(time.perf_counter() - start)
-        return statistics.median(times)
+        return statistics.median(times) / members
     except Exception:                                 # noqa: BLE001 - the run will say why
         return None
 
@@ -437,13 +536,13 @@ class _Progress:
 
     def __init__(self, bar, grid_: Grid, options: Options):
         self.bar, self.runs, self.outcomes = bar, grid_.runs, list(grid_.settled)
-        self.lock, self.counted, self.closed = threading.Lock(), defaultdict(int), set()
+        self.lock, self.counted, self.closed = threading.Lock(), collections.defaultdict(int), set()
         self.expected = {}                         # run -> steps it has left
         for task in grid_.tasks:
-            own = _steps_left(task.spec, options)
-            self.expected[_key(task.spec)] = own
-            if task.ablation:
-                self.expected[_ablation_key(task.spec)] = task.steps - own
+            for spec in task.specs:
+                self.expected[_key(spec)] = _steps_left(spec, options)
+                if task.ablation:
+                    self.expected[_ablation_key(spec)] = _ablation_steps(spec, options)
         self.bar.set_postfix_str(f"runs {len(self.outcomes)}/{self.runs}")
 
     def drain(self, queue) -> None:
@@ -453,10 +552,14 @@ class _Progress:
             else:
                 self.finished(item[1])
 
-    def steps(self, name: str, n: int) -> None:
+    def steps(self, names: list[str], n: int) -> None:
+        """`n` steps trained by the runs `names` together (a seed group), shared among those
+        not finished yet."""
         with self.lock:
-            if name not in self.closed:
-                self.counted[name] += n
+            open_ = [name for name in names if name not in self.closed]
+            for name in open_:
+                self.counted[name] += n / len(open_)
+            if open_:
                 self.bar.update(n)
 
     def finished(self, outcome: Outcome) -> None:
@@ -464,7 +567,8 @@ class _Progress:
             if outcome.name in self.closed:
                 return
             self.closed.add(outcome.name)
-            self.bar.update(max(0, self.expected.get(outcome.name, 0) - self.counted[outcome.name]))
+            self.bar.update(max(0, round(self.expected.get(outcome.name, 0)
+                                       - self.counted[outcome.name])))
             self.outcomes.append(outcome)
             self.bar.set_postfix_str(f"runs {len(self.outcomes)}/{self.runs}")
             self.bar.write(_line(outcome))
@@ -485,9 +589,9 @@ def _mark_interrupted(grid_: Grid, options: Options) -> list[str]:
         return []
     stopped = []
     for task in grid_.tasks:
-        specs = [task.spec]
-        if task.ablation and (ablation := _ablation_of(task.spec, options.out)) is not None:
-            specs.append(ablation)
+        specs = list(task.specs)
+        if task.ablation:
+            specs += [a for spec in task.specs if (a := _ablation_of(spec, options.out))]
         for spec in specs:
             step = RunStore.of(spec, options.out).mark_stopped()
             if step is not None:
@@ -515,7 +619,7 @@ def summary(outcomes: list[Outcome]) -> str:
         return lines[0]
     labels = list(dict.fromkeys(o.label for o in outcomes))
     names = list(dict.fromkeys(o.dataset for o in outcomes))
-    cells = defaultdict(lambda: [0, 0, 0.0])
+    cells = collections.defaultdict(lambda: [0, 0, 0.0])
     for o in outcomes:
         cell = cells[(o.label, o.dataset)]
         cell[0 if o.status == "done" else 1] += 1

@@ -122,10 +122,14 @@ def test_a_diverging_member_fails_alone_with_its_methods_reason(data):
     group.step()                                               # the other member goes on
 
 
-def test_a_group_holds_runs_that_differ_only_in_seed():
+def test_a_group_holds_runs_that_differ_only_in_seed_and_method_parameters():
     check_seed_group(specs("vae"))
-    with pytest.raises(ValueError, match="differ only in seed; method differ"):
+    check_seed_group(specs("beta-vae", seeds=(0,), params=(("beta", 2.0),))
+                     + specs("beta-vae", seeds=(3,), params=(("beta", 5.0),)))
+    with pytest.raises(ValueError, match="differ only in seed and method parameters; method differ"):
         check_seed_group(specs("vae") + specs("beta-vae", seeds=(7,)))
+    with pytest.raises(ValueError, match="lr differ"):
+        check_seed_group(specs("vae") + specs("vae", seeds=(7,), lr=1e-3))
     with pytest.raises(ValueError, match="distinct seeds"):
         check_seed_group(specs("vae", seeds=(1, 1)))
     with pytest.raises(ValueError, match="at least one run"):
@@ -173,6 +177,22 @@ def test_train_group_writes_each_members_run_as_train_does(tmp_path, data):
     assert config["seed_group"] == [0, 3] and config["precision"] == "fp32"
     assert config["spec"] == longer[1].to_dict() and config["by"] == "test"
     assert read(longer[1].run_dir(tmp_path / "group-True") / "status.json")["history_rows"] == 3
+
+
+def test_members_with_their_own_beta_equal_their_single_runs(tmp_path, data):
+    """The fixed-β̂ ablation runs of a seed group differ in β too: each member keeps its own."""
+    runs = [RunSpec(method="beta-vae", dataset="tiny", seed=seed, steps=STEPS, batch_size=BATCH,
+                    params=(("beta", beta),), log_every=2, variant="ablation")
+            for seed, beta in ((0, 1.5), (3, 6.0))]
+    extra = [{"ablation": {"beta_hat": 1.5}}, {"ablation": {"beta_hat": 6.0}}]
+    results = train_group(runs, tmp_path, data=data, device="cpu", member_extra=extra)
+    assert [r.status for r in results] == ["done", "done"]
+    for spec, result, more in zip(runs, results, extra):
+        config = read(result.run_dir / "config.json")
+        assert config["ablation"] == more["ablation"] and config["seed_group"] == [0, 3]
+        assert config["method_params"]["beta"] == dict(spec.params)["beta"]
+        want, _ = single_history(spec, data)
+        assert_rows_close(read_history(result.run_dir), want[1::2])
 
 
 def test_train_group_trains_members_at_another_step_alone(tmp_path, data):

@@ -1,6 +1,7 @@
 """The grid runner: the fixed-β̂ ablation stage, failures, resume after SIGKILL and Ctrl-C, the
 Dask backend, and bad input (one clear message, non-zero exit, no finished result altered)."""
 import csv
+import dataclasses
 import hashlib
 import json
 import os
@@ -15,7 +16,9 @@ import pytest
 import torch
 
 from disentbench import metrics
+from disentbench.bench import runner
 from disentbench.bench.cli import main
+from disentbench.bench.spec import RunSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,6 +84,58 @@ def test_ablation_runs_beta_vae_with_the_final_beta_hat(tmp_path, capsys):
     assert snapshot(tmp_path) == before
     assert main([*args, "--ablation", "none"]) == 0
     assert "2 runs (1 methods" in capsys.readouterr().out
+
+
+def history(run: Path) -> list[dict]:
+    with open(run / "history.csv") as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def test_seed_groups_train_each_run_into_its_own_folder_as_a_single_run_would(tmp_path, capsys):
+    # fp32: in bf16 (auto on CPUs with native bf16) grouped and single convolutions round apart
+    # by about bf16's precision instead of fp32's
+    common = [*TINY, "--methods", "l-vae", "--seeds", "3", "--steps", "6", "--log-every", "2",
+              "--metrics", "mig", "--precision", "fp32"]
+    assert main([*common, "--group-seeds", "2", "--out", str(tmp_path / "grouped")]) == 0
+    assert "seed groups of up to 2" in capsys.readouterr().out
+    assert main([*common, "--group-seeds", "off", "--out", str(tmp_path / "single")]) == 0
+    assert "one run at a time" in capsys.readouterr().out
+    for label in ("l-vae", "beta-vae-fixed-beta-hat"):
+        for seed, group in ((0, [0, 1]), (1, [0, 1]), (2, None)):
+            grouped = tmp_path / f"grouped/runs/tiny/{label}/seed{seed}"
+            single = tmp_path / f"single/runs/tiny/{label}/seed{seed}"
+            config = json.loads((grouped / "config.json").read_text())
+            assert config.get("seed_group") == group, (label, seed)
+            assert "seed_group" not in json.loads((single / "config.json").read_text())
+            got, want = history(grouped), history(single)
+            assert [r.keys() for r in got] == [r.keys() for r in want]
+            for g, w in zip(got, want):
+                assert g == pytest.approx(w, rel=1e-4, abs=1e-5), (label, seed, g["step"])
+            if label != "l-vae":
+                assert config["ablation"]["beta_hat"] == pytest.approx(
+                    history(tmp_path / f"grouped/runs/tiny/l-vae/seed{seed}")[-1]["beta_hat"])
+            mig = [json.loads((run / "metrics.json").read_text())["metrics"]["mig"]["values"]
+                   for run in (grouped, single)]
+            assert mig[0] == pytest.approx(mig[1], abs=1e-3)
+    assert main([*common, "--group-seeds", "2", "--out", str(tmp_path / "grouped")]) == 0
+    assert "0 trained or evaluated now, 6 already done" in capsys.readouterr().out
+
+
+def test_group_seeds_auto_groups_where_the_device_rule_and_a_timed_probe_say_so(monkeypatch,
+                                                                                tmp_path):
+    seeds = [RunSpec("vae", "tiny", seed, 10) for seed in range(12)]
+    auto = runner.Options(out=tmp_path, device="cpu", group_seeds=None)
+    assert runner.group_size(seeds, auto) == 1                          # never on a CPU
+    assert runner.group_size(seeds, dataclasses.replace(auto, group_seeds=3)) == 3
+    monkeypatch.setattr(runner, "should_group", lambda device, n: n > 1)   # as on a GPU
+    per_member = {1: 1.0, 10: 0.2, 4: 0.3}
+    monkeypatch.setattr(runner, "_probe", lambda spec, options, members=1: per_member[members])
+    assert runner.group_size(seeds, auto) == runner.AUTO_SIZE == 10
+    assert runner.group_size(seeds[:4], auto) == 4                      # the cell's seeds
+    per_member[10] = 1.5                                                # groups cost more
+    assert runner.group_size(seeds, auto) == 1
+    per_member[10] = None                                               # the probe failed
+    assert runner.group_size(seeds, auto) == 1
 
 
 def test_failed_runs_are_recorded_listed_and_retried_only_when_asked(tmp_path, capsys):
@@ -234,6 +289,8 @@ BAD = [
     ("config:seeds = 2\nwarmup = 3\n", "unknown key 'warmup'"),
     ("config:seeds = 'many'\n", "--config"),
     ("config:[params]\nbeta-vae = 3\n", "params must be tables"),
+    (["--group-seeds", "0"], "--group-seeds '0': expected auto, off or a positive number"),
+    (["--group-seeds", "many"], "--group-seeds 'many': expected auto, off or a positive number"),
 ]
 
 
