@@ -178,10 +178,11 @@ def test_an_evaluation_error_fails_the_run(tmp_path, capsys, monkeypatch):
 
 @pytest.mark.slow
 @pytest.mark.grid
-def test_sigkill_at_random_moments_then_rerun_finishes_every_run_once(tmp_path):
+@pytest.mark.parametrize("group_seeds", ["off", "2"])
+def test_sigkill_at_random_moments_then_rerun_finishes_every_run_once(tmp_path, group_seeds):
     args = ["--methods", "vae,l-vae", "--datasets", "tiny", "--device", "cpu", "--seeds", "2",
             "--profile", "smoke", "--steps", "30", "--metrics", "mig", "--jobs", "2",
-            "--out", str(tmp_path)]
+            "--group-seeds", group_seeds, "--out", str(tmp_path)]
     rng = random.Random(0)
     finished = {}                                        # run folder -> its files when killed
     for _ in range(3):
