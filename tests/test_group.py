@@ -269,7 +269,7 @@ def test_one_adam_over_stacked_weights_equals_per_member_adams():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (none on this machine)")
-@pytest.mark.parametrize("method", ["l-vae", "factor-vae"])
+@pytest.mark.parametrize("method", methods.available())
 def test_on_cuda_a_member_equals_its_single_run_without_host_syncs(method, data):
     cuda = torch.device("cuda")
     on_gpu = tiny_dsprites_like().to(cuda)

@@ -1,6 +1,7 @@
 """The training harness: outputs, determinism, resume, failure isolation."""
 import csv
 import json
+import math
 
 import pytest
 import torch
@@ -128,3 +129,24 @@ def test_run_spec_rejects_impossible_values():
     with pytest.raises(ValueError, match="lr must be positive"):
         spec(lr=0.0)
     assert RunSpec("beta-vae", "tiny", 0, 5, params=(("beta", 8.0),)).label == "beta-vae-beta=8"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (none on this machine)")
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("method", methods.available())
+def test_on_cuda_a_training_step_never_waits_for_the_host(method, precision):
+    """Issue 12: no host sync per step; values reach the host only on logging steps (`row`)."""
+    from disentbench.bench.train import Trainer
+    cuda = torch.device("cuda")
+    data = tiny_dsprites_like().to(cuda)
+    assert data.images.is_cuda and data.images.dtype == torch.uint8     # resident, as uint8
+    trainer = Trainer(RunSpec(method=method, dataset="tiny", seed=0, steps=10, batch_size=8),
+                      data, cuda, precision)
+    trainer.step()                                             # warm-up outside the check
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(3):
+            terms = trainer.step()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert math.isfinite(trainer.row(terms)["loss"])
