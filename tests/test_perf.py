@@ -1,10 +1,14 @@
 """The speed benchmark runs and prints the CSV it promises (its figures are not asserted)."""
 import csv
 import io
+import math
+import sys
 
 import pytest
+import torch
+import torch.nn.functional as F
 
-from disentbench.bench import perf, perf_metrics
+from disentbench.bench import perf, perf_disent, perf_metrics
 
 
 def test_perf_csv_has_every_case_and_column(capsys, monkeypatch):
@@ -42,3 +46,49 @@ def test_metric_benchmark_prints_both_parts(capsys):
     assert "encoder throughput:" in out and "images/s" in out
     assert "(b) synthetic code, no encoder" in out and "(a) conv VAE on tiny" in out
     assert out.count("  mig: discrete_mig=") == 2 and out.count("  irs: IRS=") == 2
+
+
+def test_lightning_timing_counts_only_the_steps_after_warm_up():
+    lightning = pytest.importorskip("lightning", reason="Lightning (for bench/perf_disent.py) "
+                                    "is not installed; see that file's docstring")
+    from disentbench.bench.nets import VAE
+
+    class PlainVae(lightning.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.vae, self.steps = VAE(1, 10), 0
+
+        def training_step(self, batch, batch_idx):
+            (x,) = batch["x_targ"]
+            self.steps += 1
+            return F.binary_cross_entropy_with_logits(self.vae(x).logits, x)
+
+        def configure_optimizers(self):
+            return torch.optim.Adam(self.parameters(), lr=1e-4)
+
+    module = PlainVae()
+    rate, flops = perf_disent.lightning_rate(module, perf.synthetic_data(64), steps=2, warmup=1,
+                                             batch_size=8)
+    assert module.steps == 3 and math.isfinite(rate) and rate > 0
+    assert flops == pytest.approx(0.0965e9, rel=0.01)      # our network, as perf.py counts it
+
+
+def test_disent_betavae_case_yields_a_positive_finite_rate():
+    problem = perf_disent.missing_disent()
+    if problem:
+        pytest.skip(problem)
+    rate, flops = perf_disent.lightning_rate(perf_disent.betavae(), perf.synthetic_data(64),
+                                             steps=2, warmup=1, batch_size=8)
+    assert math.isfinite(rate) and rate > 0
+    # disent's EncoderConv64 pads by 2: 0.108 GFLOP per image, not our 0.097 (bench/perf_disent.py)
+    assert flops == pytest.approx(0.1077e9, rel=0.01)
+
+
+def test_disent_comparison_without_disent_exits_2_naming_the_fix(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "disent", None)        # `import disent...` fails
+    assert perf_disent.main(["--steps", "1", "--rounds", "1"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    message = captured.err.strip()
+    assert "\n" not in message and "cannot be imported" in message
+    assert "pip install --no-deps disent==0.8.0" in message
