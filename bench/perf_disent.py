@@ -138,11 +138,11 @@ def main(argv=None) -> int:
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)   # no "GPU available" lines
     threads = torch.get_num_threads()
     results = measure(args.steps, args.rounds, args.warmup, args.batch_size)
-    precision = {"disent-betavae": "fp32", "default": perf.default_configuration("cpu")["precision"]}
+    config = perf.default_configuration("cpu")
+    precision = {"disent-betavae": "fp32", "default": config["precision"]}
     if args.csv:
         print("case,device,images_per_s,flops_per_image,fraction_of_peak")
     else:
-        config = perf.default_configuration("cpu")
         print(f"cpu, batch {args.batch_size}, median of {args.rounds} alternating rounds x "
               f"{args.steps} steps; disent: 1 process x {threads} thread(s), fp32, Lightning; "
               f"default: {config['processes']} process(es) x {config['threads']} thread(s), "

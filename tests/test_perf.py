@@ -48,7 +48,8 @@ def test_metric_benchmark_prints_both_parts(capsys):
     assert out.count("  mig: discrete_mig=") == 2 and out.count("  irs: IRS=") == 2
 
 
-def test_lightning_timing_counts_only_the_steps_after_warm_up():
+def test_disent_comparison_csv_with_a_plain_lightning_module(capsys, monkeypatch):
+    """perf_disent's timing and CSV, with our VAE in place of disent's BetaVae."""
     lightning = pytest.importorskip("lightning", reason="Lightning (for bench/perf_disent.py) "
                                     "is not installed; see that file's docstring")
     from disentbench.bench.nets import VAE
@@ -67,10 +68,18 @@ def test_lightning_timing_counts_only_the_steps_after_warm_up():
             return torch.optim.Adam(self.parameters(), lr=1e-4)
 
     module = PlainVae()
-    rate, flops = perf_disent.lightning_rate(module, perf.synthetic_data(64), steps=2, warmup=1,
-                                             batch_size=8)
-    assert module.steps == 3 and math.isfinite(rate) and rate > 0
-    assert flops == pytest.approx(0.0965e9, rel=0.01)      # our network, as perf.py counts it
+    monkeypatch.setattr(perf_disent, "missing_disent", lambda: None)
+    monkeypatch.setattr(perf_disent, "betavae", lambda channels: module)
+    monkeypatch.setattr(perf, "usable_cores", lambda: 1)   # `default` in this process: fast
+    assert perf_disent.main(["--csv", "--steps", "2", "--warmup", "1", "--rounds", "1",
+                             "--batch-size", "8"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert module.steps == 3 and [r["case"] for r in rows] == ["disent-betavae", "default"]
+    assert all(math.isfinite(float(r["images_per_s"])) and float(r["images_per_s"]) > 0
+               for r in rows)
+    # the same network in both cases here, counted alike (0.097 GFLOP per image, issue 12)
+    assert all(float(r["flops_per_image"]) == pytest.approx(0.0965e9, rel=0.01) for r in rows)
+    assert all(0 < float(r["fraction_of_peak"]) < 1 for r in rows)
 
 
 def test_disent_betavae_case_yields_a_positive_finite_rate():
