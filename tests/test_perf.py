@@ -1,10 +1,14 @@
 """The speed benchmark runs and prints the CSV it promises (its figures are not asserted)."""
 import csv
 import io
+import math
+import sys
 
 import pytest
+import torch
+import torch.nn.functional as F
 
-from disentbench.bench import perf, perf_metrics
+from disentbench.bench import perf, perf_disent, perf_metrics
 
 
 def test_perf_csv_has_every_case_and_column(capsys, monkeypatch):
@@ -42,3 +46,58 @@ def test_metric_benchmark_prints_both_parts(capsys):
     assert "encoder throughput:" in out and "images/s" in out
     assert "(b) synthetic code, no encoder" in out and "(a) conv VAE on tiny" in out
     assert out.count("  mig: discrete_mig=") == 2 and out.count("  irs: IRS=") == 2
+
+
+def test_disent_comparison_csv_with_a_plain_lightning_module(capsys, monkeypatch):
+    """perf_disent's timing and CSV, with our VAE in place of disent's BetaVae."""
+    lightning = pytest.importorskip("lightning", reason="Lightning (for bench/perf_disent.py) "
+                                    "is not installed; see that file's docstring")
+    from disentbench.bench.nets import VAE
+
+    class PlainVae(lightning.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.vae, self.steps = VAE(1, 10), 0
+
+        def training_step(self, batch, batch_idx):
+            (x,) = batch["x_targ"]
+            self.steps += 1
+            return F.binary_cross_entropy_with_logits(self.vae(x).logits, x)
+
+        def configure_optimizers(self):
+            return torch.optim.Adam(self.parameters(), lr=1e-4)
+
+    module = PlainVae()
+    monkeypatch.setattr(perf_disent, "missing_disent", lambda: None)
+    monkeypatch.setattr(perf_disent, "betavae", lambda channels: module)
+    monkeypatch.setattr(perf, "usable_cores", lambda: 1)   # `default` in this process: fast
+    assert perf_disent.main(["--csv", "--steps", "2", "--warmup", "1", "--rounds", "1",
+                             "--batch-size", "8"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert module.steps == 3 and [r["case"] for r in rows] == ["disent-betavae", "default"]
+    assert all(math.isfinite(float(r["images_per_s"])) and float(r["images_per_s"]) > 0
+               for r in rows)
+    # the same network in both cases here, counted alike (0.097 GFLOP per image, issue 12)
+    assert all(float(r["flops_per_image"]) == pytest.approx(0.0965e9, rel=0.01) for r in rows)
+    assert all(0 < float(r["fraction_of_peak"]) < 1 for r in rows)
+
+
+def test_disent_betavae_case_yields_a_positive_finite_rate():
+    problem = perf_disent.missing_disent()
+    if problem:
+        pytest.skip(problem)
+    rate, flops = perf_disent.lightning_rate(perf_disent.betavae(), perf.synthetic_data(64),
+                                             steps=2, warmup=1, batch_size=8)
+    assert math.isfinite(rate) and rate > 0
+    # disent's EncoderConv64 pads by 2: 0.108 GFLOP per image, not our 0.097 (bench/perf_disent.py)
+    assert flops == pytest.approx(0.1077e9, rel=0.01)
+
+
+def test_disent_comparison_without_disent_exits_2_naming_the_fix(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "disent", None)        # `import disent...` fails
+    assert perf_disent.main(["--steps", "1", "--rounds", "1"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    message = captured.err.strip()
+    assert "\n" not in message and "cannot be imported" in message
+    assert "pip install --no-deps disent==0.8.0" in message
