@@ -1,12 +1,14 @@
 """disent's BetaVae under PyTorch Lightning beside our `default` case, one sitting (issue 12).
 
-    python -m disentbench.bench.perf_disent [--steps 30] [--rounds 3] [--warmup 3] [--csv]
+    python -m disentbench.bench.perf_disent [--steps 30] [--rounds 3] [--warmup 3]
+                                            [--network ours|disent] [--csv]
 
 Issue 12's CPU target is `default` ≥ 2× disent's BetaVae on the same network and batch. The
 `disent-betavae` case trains disent's `BetaVae` (beta 1; Bernoulli loss on logits summed over
 pixels and averaged over the batch, `loss_reduction="mean_sum"`, as disentanglement_lib; Adam lr
-1e-4; batch 64; 10 latents) on its `EncoderConv64`/`DecoderConv64` the way disent's README trains
-it: a Lightning `Trainer` on the CPU (no logger, checkpoints, progress bar), a shuffled DataLoader of
+1e-4; batch 64; 10 latents) the way disent's README trains it, on the same network as ours
+(`--network ours`, the default: bench/nets.py's encoder and decoder in disent's encoder and
+decoder interfaces) or on disent's own `EncoderConv64`/`DecoderConv64` (`--network disent`): a Lightning `Trainer` on the CPU (no logger, checkpoints, progress bar), a shuffled DataLoader of
 dicts {"x_targ": (x,)}, in this process with its default threads. The images are
 perf.synthetic_data(). Only batches after `--warmup` steps are timed (a callback stamps batch
 starts). Rounds alternate with perf.measure_default, and the ratio default / disent is printed.
@@ -53,15 +55,45 @@ def missing_disent() -> str | None:
     return None
 
 
-def betavae(latent_dim: int = 10, channels: int = 1):
-    """disent's BetaVae on EncoderConv64/DecoderConv64, configured as disentanglement_lib."""
+def our_network(x_shape, latent_dim: int):
+    """bench/nets.py's encoder and decoder behind disent's interfaces (the encoder returns
+    concat(mu, logvar), as disent's Gaussian encoders do)."""
+    from disent.model import DisentDecoder, DisentEncoder
+
+    from disentbench.bench.nets import Decoder, Encoder
+
+    class OurEncoder(DisentEncoder):
+        def __init__(self):
+            super().__init__(x_shape=x_shape, z_size=latent_dim, z_multiplier=2)
+            self.net = Encoder(x_shape[0], latent_dim)
+
+        def encode(self, x):
+            return torch.cat(self.net(x), dim=-1)
+
+    class OurDecoder(DisentDecoder):
+        def __init__(self):
+            super().__init__(x_shape=x_shape, z_size=latent_dim)
+            self.net = Decoder(x_shape[0], latent_dim)
+
+        def decode(self, z):
+            return self.net(z)
+    return OurEncoder(), OurDecoder()
+
+
+def betavae(latent_dim: int = 10, channels: int = 1, network: str = "ours"):
+    """disent's BetaVae, configured as disentanglement_lib, on our network or on disent's
+    EncoderConv64/DecoderConv64."""
     from disent.frameworks.vae import BetaVae
     from disent.model import AutoEncoder
     from disent.model.ae import DecoderConv64, EncoderConv64
     torch.manual_seed(0)
     x_shape = (channels, 64, 64)
-    model = AutoEncoder(encoder=EncoderConv64(x_shape=x_shape, z_size=latent_dim, z_multiplier=2),
-                        decoder=DecoderConv64(x_shape=x_shape, z_size=latent_dim))
+    if network == "ours":
+        encoder, decoder = our_network(x_shape, latent_dim)
+    else:
+        encoder = EncoderConv64(x_shape=x_shape, z_size=latent_dim, z_multiplier=2)
+        decoder = DecoderConv64(x_shape=x_shape, z_size=latent_dim)
+    model = AutoEncoder(encoder=encoder, decoder=decoder)
     return BetaVae(model=model, cfg=BetaVae.cfg(optimizer="adam", optimizer_kwargs={"lr": 1e-4},
                                                 recon_loss="bce", loss_reduction="mean_sum",
                                                 beta=1.0))
@@ -103,14 +135,15 @@ def lightning_rate(module, data, steps: int = 30, warmup: int = 3,
     return steps * batch_size / seconds, clock.counter.get_total_flops() / batch_size
 
 
-def measure(steps: int = 30, rounds: int = 3, warmup: int = 3, batch_size: int = 64) -> dict:
+def measure(steps: int = 30, rounds: int = 3, warmup: int = 3, batch_size: int = 64,
+            network: str = "ours") -> dict:
     """Median images/s of `disent-betavae` and `default` over alternating rounds, and the FLOPs
     per image of each network: {case: (images/s, FLOPs per image)}."""
     data = perf.synthetic_data()
     disent, default, flops = [], [], None
     for _ in range(rounds):
-        rate, flops = lightning_rate(betavae(channels=data.num_channels), data, steps, warmup,
-                                     batch_size)
+        rate, flops = lightning_rate(betavae(channels=data.num_channels, network=network), data,
+                                     steps, warmup, batch_size)
         disent.append(rate)
         default.append(perf.measure_default("cpu", steps=steps, batch_size=batch_size))
     return {"disent-betavae": (statistics.median(disent), flops),
@@ -126,6 +159,9 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=3,
                    help="untimed Lightning steps before each disent round (default 3)")
     p.add_argument("--batch-size", type=int, default=64, help="batch size (default 64)")
+    p.add_argument("--network", default="ours", choices=["ours", "disent"],
+                   help="the network disent trains: ours (bench/nets.py; default) or disent's "
+                        "EncoderConv64/DecoderConv64 (0.108 GFLOP per image)")
     p.add_argument("--csv", action="store_true",
                    help="print only CSV: case,device,images_per_s,flops_per_image,fraction_of_peak")
     args = p.parse_args(argv)
@@ -137,14 +173,15 @@ def main(argv=None) -> int:
         return 2
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)   # no "GPU available" lines
     threads = torch.get_num_threads()
-    results = measure(args.steps, args.rounds, args.warmup, args.batch_size)
+    results = measure(args.steps, args.rounds, args.warmup, args.batch_size, args.network)
     config = perf.default_configuration("cpu")
     precision = {"disent-betavae": "fp32", "default": config["precision"]}
     if args.csv:
         print("case,device,images_per_s,flops_per_image,fraction_of_peak")
     else:
         print(f"cpu, batch {args.batch_size}, median of {args.rounds} alternating rounds x "
-              f"{args.steps} steps; disent: 1 process x {threads} thread(s), fp32, Lightning; "
+              f"{args.steps} steps; disent: 1 process x {threads} thread(s), fp32, Lightning, "
+              f"{args.network} network; "
               f"default: {config['processes']} process(es) x {config['threads']} thread(s), "
               f"{config['precision']}, seed groups of {config['group']}")
     for case, (rate, flops) in results.items():

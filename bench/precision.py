@@ -8,10 +8,15 @@ state and the optimiser work in fp32. `fp32` changes nothing.
 - CUDA: bf16 where the GPU supports it (`torch.cuda.is_bf16_supported()`), else fp32;
 - CPU: bf16 when the CPU computes bf16 natively (the `avx512_bf16` or `amx_bf16` flag in
   /proc/cpuinfo), else fp32 (without those, bf16 is emulated and does not pay).
-Measured on a 2-core Intel Xeon with amx_bf16 (busy with other work; batch 64, 1 thread, the
-plain loop of bench/perf.py): fp32 ≈ 380 images/s, bf16 autocast ≈ 530 (1.4×); channels-last
-did not help bf16 there, so it is not used. The issue's AMD EPYC (avx512_bf16, no AMX):
-1.3–1.7×. `python -m disentbench.bench.perf` prints both cases on any machine.
+`memory_format`: in bf16 on a CPU the network and its batches are kept channels-last, the
+layout oneDNN's bf16 convolutions use (without it every activation is reordered both ways at
+every layer). Measured on a quiet 2-core Intel Xeon with amx_bf16 (batch 64, 1 thread, a plain
+loop): fp32 497 images/s, fp32 channels-last 508, bf16 autocast 762, bf16 channels-last 1,113
+(2.2× fp32). An earlier busy-machine measurement on the same CPU model saw no gain from
+channels-last (fp32 378, bf16 533, bf16 channels-last 455), so `python -m
+disentbench.bench.perf` prints the harness cases on any machine to check it. On a GPU the layout
+is left as it is (not measured). The issue's AMD EPYC (avx512_bf16, no AMX): bf16 with
+channels-last 1.3–1.7× fp32.
 
 Precision is recorded in a run's config.json; it is not part of the RunSpec's identity.
 """
@@ -60,6 +65,13 @@ def resolve(precision: str | None, device) -> str:
     if precision == "auto":
         return "bf16" if bf16_pays(device) else "fp32"
     return precision
+
+
+def memory_format(precision: str, device) -> torch.memory_format:
+    """The layout of the network and its batches: channels-last for bf16 on a CPU, else as is."""
+    if precision == "bf16" and torch.device(device).type == "cpu":
+        return torch.channels_last
+    return torch.contiguous_format
 
 
 def autocast(precision: str, device):

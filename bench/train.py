@@ -67,7 +67,8 @@ class Trainer:
         self.spec, self.data, self.device = spec, data, device
         self.precision = precisions.resolve(precision, device)
         torch.manual_seed(spec.seed)
-        self.model = VAE(data.num_channels, spec.latent_dim).to(device)
+        self.layout = precisions.memory_format(self.precision, device)
+        self.model = VAE(data.num_channels, spec.latent_dim).to(device, memory_format=self.layout)
         self.method = methods.create(spec.method, **dict(spec.params)).to(device)
         self.generator = torch.Generator(device=data.device).manual_seed(spec.seed)
         # bind before the optimiser: a method may create parameters that depend on the run
@@ -83,7 +84,8 @@ class Trainer:
 
     def sample_batch(self) -> torch.Tensor:
         batch = self.data.sample_batch(self.spec.batch_size, self.generator)
-        return self.data.to_float(batch.to(self.device, non_blocking=True))
+        x = self.data.to_float(batch.to(self.device, non_blocking=True))
+        return x.contiguous(memory_format=self.layout)
 
     def step(self) -> dict:
         x = self.sample_batch()

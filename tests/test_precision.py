@@ -66,3 +66,31 @@ def test_precision_is_recorded_in_config_not_in_the_runs_identity(tmp_path, data
     assert train(spec, tmp_path, data=data, device="cpu", precision="bf16").status == "done"
     config = json.loads((spec.run_dir(tmp_path) / "config.json").read_text())
     assert config["precision"] == "bf16" and "precision" not in config["spec"]
+
+
+def test_bf16_on_a_cpu_trains_channels_last_with_the_same_values(data, monkeypatch):
+    """The layout is a speed choice only: channels-last bf16 follows contiguous bf16 within
+    bf16 rounding, for single runs and seed groups (measured: equal here; oneDNN computes both
+    in its own blocked layout)."""
+    from disentbench.bench.group import GroupTrainer
+    specs = [RunSpec(method="beta-vae", dataset="tiny", seed=s, steps=10, batch_size=8)
+             for s in (0, 1)]
+
+    def run(group):
+        trainer = (GroupTrainer(specs, data, CPU, "bf16") if group
+                   else Trainer(specs[0], data, CPU, "bf16"))
+        for _ in range(10):
+            terms = trainer.step()
+        single = trainer.members[0] if group else trainer
+        return trainer.rows(terms)[0] if group else trainer.row(terms), single
+    for group in (False, True):
+        row, trainer = run(group)
+        weight = trainer.model.encoder.features[2].weight
+        assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+        assert trainer.sample_batch().is_contiguous(memory_format=torch.channels_last)
+        with monkeypatch.context() as patch:
+            patch.setattr(precision, "memory_format", lambda *_: torch.contiguous_format)
+            plain, _ = run(group)
+        assert row.keys() == plain.keys()
+        for name in row:
+            assert row[name] == pytest.approx(plain[name], rel=2e-2, abs=1e-3), (group, name)
