@@ -49,6 +49,10 @@ FACTOR_VAE_TESTS = ("tests/test_method_losses.py::test_factor_vae_loss_and_discr
                     "tests/test_method_losses.py::test_factor_vae_gradients_stay_on_their_side")
 METRIC_TESTS = ("tests/test_metrics_closed_form.py", "tests/test_metrics_properties.py")
 TRAIN_TESTS = ("tests/test_train_guards.py", "tests/test_train.py")
+GROUP_TESTS = ("tests/test_group.py",)
+RUNNER_GROUP_TESTS = (
+    "tests/test_runner.py::test_seed_groups_train_each_run_into_its_own_folder_as_a_single_run_would",
+    "tests/test_runner.py::test_group_seeds_auto_groups_where_the_device_rule_and_a_timed_probe_say_so")
 
 
 def m(name, path, old, new, tests):
@@ -292,6 +296,30 @@ MUTATIONS = [
     m("evaluate: representation is the log-variance", "bench/evaluate.py",
       "codes.append(model.encode(x)[0].float())", "codes.append(model.encode(x)[1].float())",
       ("tests/test_evaluate.py",)),
+    # --- seed groups and the runner ---------------------------------------------------------
+    m("group: members draw their noise from one stream", "bench/group.py",
+      "                with self.member_rng(k):\n                    noise.append(torch.randn_like(mu[k]))",
+      "                noise.append(torch.randn_like(mu[k]))", GROUP_TESTS),
+    m("group: each member's loss under another member's RNG", "bench/group.py",
+      "            with self.member_rng(k):\n                terms.append(m.method.loss(",
+      "            with self.member_rng(0):\n                terms.append(m.method.loss(",
+      GROUP_TESTS),
+    m("runner: a group's ablation runs without their records", "bench/runner.py",
+      "member_extra=[extra for _, extra in todo]", "member_extra=None", RUNNER_GROUP_TESTS),
+    m("runner: ablation records in reverse order", "bench/runner.py",
+      "            outcomes += _run_group([ablation for _, ablation in pairs], data, options, queue,\n"
+      "                                   records)",
+      "            outcomes += _run_group([ablation for _, ablation in pairs], data, options, queue,\n"
+      "                                   records[::-1])", RUNNER_GROUP_TESTS),
+    m("precision: bf16 on a CPU without channels-last", "bench/precision.py",
+      '    if precision == "bf16" and torch.device(device).type == "cpu":\n        return torch.channels_last',
+      '    if False:\n        return torch.channels_last', ("tests/test_precision.py",)),
+    m("precision: the network channels-last, its batches not", "bench/train.py",
+      "        return x.contiguous(memory_format=self.layout)", "        return x",
+      ("tests/test_precision.py",)),
+    m("runner: auto groups without the probe", "bench/runner.py",
+      "    return size if single is not None and grouped is not None and grouped < single else 1",
+      "    return size", RUNNER_GROUP_TESTS),
 ]
 
 

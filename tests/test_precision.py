@@ -94,3 +94,15 @@ def test_bf16_on_a_cpu_trains_channels_last_with_the_same_values(data, monkeypat
         assert row.keys() == plain.keys()
         for name in row:
             assert row[name] == pytest.approx(plain[name], rel=2e-2, abs=1e-3), (group, name)
+
+
+def test_bf16_on_a_cpu_feeds_rgb_batches_channels_last():
+    """(A one-channel batch is channels-last and contiguous at once: RGB tells them apart.)"""
+    from disentbench.bench.data.base import GroundTruthData
+    images = torch.randint(0, 256, (32, 3, 64, 64), dtype=torch.uint8)
+    rgb = GroundTruthData("rgb", ["index"], [32], images, pixel_max=255)
+    spec = RunSpec(method="vae", dataset="rgb", seed=0, steps=2, batch_size=4)
+    x = Trainer(spec, rgb, CPU, "bf16").sample_batch()
+    assert x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    assert Trainer(spec, rgb, CPU, "fp32").sample_batch().is_contiguous()
+    Trainer(spec, rgb, CPU, "bf16").step()

@@ -112,8 +112,10 @@ def test_seed_groups_train_each_run_into_its_own_folder_as_a_single_run_would(tm
             for g, w in zip(got, want):
                 assert g == pytest.approx(w, rel=1e-4, abs=1e-5), (label, seed, g["step"])
             if label != "l-vae":
-                assert config["ablation"]["beta_hat"] == pytest.approx(
-                    history(tmp_path / f"grouped/runs/tiny/l-vae/seed{seed}")[-1]["beta_hat"])
+                beta_hat = history(tmp_path / f"grouped/runs/tiny/l-vae/seed{seed}")[-1]["beta_hat"]
+                assert config["ablation"] == {"of": "l-vae", "beta_hat": beta_hat,
+                                              "source_run": f"runs/tiny/l-vae/seed{seed}"}
+                assert config["method_params"]["beta"] == beta_hat
             mig = [json.loads((run / "metrics.json").read_text())["metrics"]["mig"]["values"]
                    for run in (grouped, single)]
             assert mig[0] == pytest.approx(mig[1], abs=1e-3)
