@@ -19,11 +19,16 @@ GFLOP per image and training step), and (mu, logvar) come from one 256→20 laye
 256→10 layers (the same products). The decoders are the same.
 
 disent is not a dependency of this project. disent 0.8.0 needs `lightning` and, on the import path
-of its frameworks (disent.dataset.data), torchvision; install it beside the torch in use:
-    python -m venv --system-site-packages venv-disent
+of its frameworks (disent.dataset.data), torchvision, which must be built for the torch in use
+(PyPI's torchvision does not load against the CPU-only torch 2.13.0 this suite installs). What
+ran here (x86_64, Python 3.11): a venv with a torch and torchvision pair that load together on a
+CPU, disent without its dependencies, Lightning, and this project's dependencies, then this
+module with PYTHONPATH at the checkout, so both cases run on that venv's torch:
+    python -m venv venv-disent
+    venv-disent/bin/pip install torch==2.14.1 torchvision==0.29.1
     venv-disent/bin/pip install --no-deps disent==0.8.0
-    venv-disent/bin/pip install lightning "torch==$(python -c 'import torch; print(torch.__version__)')"
-plus a torchvision built for that torch (PyPI's CUDA wheels do not load against a CPU torch).
+    venv-disent/bin/pip install lightning requests -c <(echo torch==2.14.1) -e .
+    venv-disent/bin/python -m disentbench.bench.perf_disent
 """
 from __future__ import annotations
 
@@ -38,10 +43,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from disentbench.bench import perf
 
-INSTALL = ("python -m venv --system-site-packages venv-disent && "
-           "venv-disent/bin/pip install --no-deps disent==0.8.0 && venv-disent/bin/pip install "
-           "lightning \"torch==$(python -c 'import torch; print(torch.__version__)')\" "
-           "(keeps this torch), plus a torchvision built for this torch")
+INSTALL = ("python -m venv venv-disent && venv-disent/bin/pip install torch==2.14.1 "
+           "torchvision==0.29.1 && venv-disent/bin/pip install --no-deps disent==0.8.0 && "
+           "venv-disent/bin/pip install lightning requests -c <(echo torch==2.14.1) -e . "
+           "(a torch and torchvision that load together; see this module's docstring)")
 
 
 def missing_disent() -> str | None:
