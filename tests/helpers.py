@@ -21,3 +21,15 @@ def tiny_dsprites_like(seed: int = 0, sizes=(3, 2, 4, 4, 4)) -> GroundTruthData:
 def load_tiny(data_dir=None) -> GroundTruthData:
     """The `tiny` loader (a module-level function, so worker processes can be handed it)."""
     return tiny_dsprites_like()
+
+
+def steps_without_host_sync(step, n: int):
+    """`step()` called n times with CUDA's sync debug mode raising on any host sync (issue 12);
+    returns the last result."""
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(n):
+            result = step()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    return result

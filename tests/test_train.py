@@ -11,7 +11,7 @@ from disentbench.bench.spec import RunSpec
 from disentbench.bench.store import RunConflict
 from disentbench.bench.train import train
 from disentbench.methods.base import Method, kl_normal
-from tests.helpers import tiny_dsprites_like
+from tests.helpers import steps_without_host_sync, tiny_dsprites_like
 
 
 def read_history(run_dir):
@@ -143,10 +143,5 @@ def test_on_cuda_a_training_step_never_waits_for_the_host(method, precision):
     trainer = Trainer(RunSpec(method=method, dataset="tiny", seed=0, steps=10, batch_size=8),
                       data, cuda, precision)
     trainer.step()                                             # warm-up outside the check
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        for _ in range(3):
-            terms = trainer.step()
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
+    terms = steps_without_host_sync(trainer.step, 3)
     assert math.isfinite(trainer.row(terms)["loss"])
