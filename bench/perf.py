@@ -7,7 +7,7 @@ Cases (images/s, batch 64, median over alternating rounds so a busy machine slow
 - `plain`:   the smallest correct fp32 training loop of the same network (one process);
 - `harness`: bench/train.py's Trainer in fp32 (one process);
 - `group10`: a seed group of 10 (bench/group.py) as one stacked model, fp32, all members' images;
-- `bf16`:    the harness with bf16 autocast (bench/precision.py);
+- `bf16`:    the harness with bf16 autocast, channels-last on a CPU (bench/precision.py);
 - `default`: what the runner uses by default on this device, all its processes together
   (`runner.default_jobs`: one single-thread process per core on a CPU, 4 sharing a GPU), in
   `auto` precision, in seed groups of `group.AUTO_SIZE` where `group.should_group` says so (a
