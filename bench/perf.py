@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import os
 import statistics
 import time
 from pathlib import Path
 
+import joblib
 import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
@@ -117,12 +117,6 @@ def measure(data, device, method="vae", steps=30, rounds=5, batch_size=64) -> di
     return {name: statistics.median(r) for name, r in rates.items()}
 
 
-def usable_cores() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
 def default_configuration(device) -> dict:
     """The runner's default on `device`: processes, threads each, precision and group size."""
     device = torch.device(device)
@@ -213,7 +207,7 @@ def peak_flops(device, precision: str) -> float:
     per_cycle = 64 if "avx512f" in flags else 32 if "avx2" in flags else 8
     if precision == "bf16":
         per_cycle = 1024 if "amx_bf16" in flags else 128 if "avx512_bf16" in flags else per_cycle
-    return usable_cores() * cpu_clock_hz() * per_cycle
+    return joblib.cpu_count() * cpu_clock_hz() * per_cycle
 
 
 def main(argv=None) -> int:

@@ -107,7 +107,16 @@ class Task:
     specs: list[RunSpec]
     load: Callable                   # the dataset's loader (datasets.loader)
     ablation: bool
-    steps: int                       # steps left to train, summed over the runs, ablation included
+    left: dict[str, int]             # steps left to train, by run name, ablation runs included
+
+    @property
+    def steps(self) -> int:
+        return sum(self.left.values())
+
+    @property
+    def own_steps(self) -> int:
+        """Steps left to the task's own runs (without their ablation runs)."""
+        return sum(self.left[_key(spec)] for spec in self.specs)
 
 
 @dataclass
@@ -170,8 +179,7 @@ def prepare(specs: list[RunSpec], options: Options) -> Grid:
                            _not_trained(spec, "its L-VAE run failed"))
     size = group_size([spec for spec, _ in todo], options)
     tasks = [Task(members, datasets.loader(members[0].dataset), with_ablation,
-                  sum(_steps_left(s, options) + (_ablation_steps(s, options) if with_ablation
-                                                 else 0) for s in members))
+                  _steps_by_run(members, with_ablation, options))
              for members, with_ablation in _seed_groups(todo, size)]
     eta = None if options.scheduler else _eta_seconds(tasks, options) if tasks else 0.0
     return Grid(options, tasks, settled, len(order), sum(t.steps for t in tasks), eta, order,
@@ -249,10 +257,17 @@ def _steps_left(spec: RunSpec, options: Options) -> int:
     return 0 if state.kind in ("done", "failed") else max(0, spec.steps - state.step)
 
 
-def _ablation_steps(source: RunSpec, options: Options) -> int:
-    """Steps left to the ablation run of the L-VAE run `source` (all of them before it exists)."""
-    ablation = _ablation_of(source, options.out)
-    return _steps_left(ablation, options) if ablation is not None else source.steps
+def _steps_by_run(specs: list[RunSpec], with_ablation: bool, options: Options) -> dict[str, int]:
+    """Steps left to each run of `specs` and, `with_ablation`, to each one's ablation run (all
+    of its steps before it exists), by run name."""
+    left = {}
+    for spec in specs:
+        left[_key(spec)] = _steps_left(spec, options)
+        if with_ablation:
+            ablation = _ablation_of(spec, options.out)
+            left[_ablation_key(spec)] = (_steps_left(ablation, options) if ablation is not None
+                                         else spec.steps)
+    return left
 
 
 def _ablation_of(source: RunSpec, out) -> RunSpec | None:
@@ -407,7 +422,7 @@ def _eta_seconds(tasks: list[Task], options: Options) -> float | None:
     try:
         for task in tasks:
             members = len(task.specs)
-            own = sum(_steps_left(spec, options) for spec in task.specs)
+            own = task.own_steps
             probes = [(task.specs[0], own)]
             if task.ablation:                      # the ablation runs train beta-vae
                 probes.append((grid.ablation_spec(task.specs[0], 1.0), task.steps - own))
@@ -499,7 +514,7 @@ def run(grid_: Grid) -> Report:
             stack.callback(_close, client)
         progress = _Progress(stack.enter_context(tqdm(total=grid_.steps, unit="step",
                                                       dynamic_ncols=True, desc="training")),
-                             grid_, options)
+                             grid_)
         queue = None
         if not options.scheduler:                      # the workers are on this machine
             queue = stack.enter_context(multiprocessing.Manager()).Queue()
@@ -531,18 +546,14 @@ def _in_order(outcomes: list[Outcome], grid_: Grid) -> list[Outcome]:
 
 class _Progress:
     """The bar over the steps left to train, the runs done, a line per finished run. Workers
-    report ("steps", run, n) and ("finished", outcome) through a queue, drained by a thread;
+    report ("steps", runs, n) and ("finished", outcome) through a queue, drained by a thread;
     the outcomes returned by the tasks close what the queue did not."""
 
-    def __init__(self, bar, grid_: Grid, options: Options):
+    def __init__(self, bar, grid_: Grid):
         self.bar, self.runs, self.outcomes = bar, grid_.runs, list(grid_.settled)
         self.lock, self.counted, self.closed = threading.Lock(), collections.defaultdict(int), set()
-        self.expected = {}                         # run -> steps it has left
-        for task in grid_.tasks:
-            for spec in task.specs:
-                self.expected[_key(spec)] = _steps_left(spec, options)
-                if task.ablation:
-                    self.expected[_ablation_key(spec)] = _ablation_steps(spec, options)
+        self.expected = {name: steps for task in grid_.tasks          # run -> steps it has left
+                         for name, steps in task.left.items()}
         self.bar.set_postfix_str(f"runs {len(self.outcomes)}/{self.runs}")
 
     def drain(self, queue) -> None:

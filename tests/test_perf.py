@@ -12,7 +12,7 @@ from disentbench.bench import perf, perf_disent, perf_metrics
 
 
 def test_perf_csv_has_every_case_and_column(capsys, monkeypatch):
-    monkeypatch.setattr(perf, "usable_cores", lambda: 1)   # `default` in this process: fast
+    monkeypatch.setattr(perf.joblib, "cpu_count", lambda: 1)   # `default` in this process: fast
     assert perf.main(["--csv", "--steps", "1", "--rounds", "1", "--batch-size", "8",
                       "--device", "cpu"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
@@ -25,14 +25,14 @@ def test_perf_csv_has_every_case_and_column(capsys, monkeypatch):
 
 @pytest.mark.slow
 def test_default_case_measures_one_process_per_core_side_by_side(monkeypatch):
-    monkeypatch.setattr(perf, "usable_cores", lambda: 2)
+    monkeypatch.setattr(perf.joblib, "cpu_count", lambda: 2)
     assert perf.default_configuration("cpu")["processes"] == 2
     assert perf.measure_default("cpu", steps=1, batch_size=8) > 0
 
 
 def test_peak_follows_the_cpu_flags(monkeypatch):
     monkeypatch.setattr(perf, "cpu_clock_hz", lambda: 2e9)
-    monkeypatch.setattr(perf, "usable_cores", lambda: 2)
+    monkeypatch.setattr(perf.joblib, "cpu_count", lambda: 2)
     monkeypatch.setattr(perf.precisions, "cpu_flags", lambda: frozenset({"avx512f", "amx_bf16"}))
     assert perf.peak_flops("cpu", "fp32") == 2 * 2e9 * 64
     assert perf.peak_flops("cpu", "bf16") == 2 * 2e9 * 1024
@@ -70,7 +70,7 @@ def test_disent_comparison_csv_with_a_plain_lightning_module(capsys, monkeypatch
     module = PlainVae()
     monkeypatch.setattr(perf_disent, "missing_disent", lambda: None)
     monkeypatch.setattr(perf_disent, "betavae", lambda channels, network: module)
-    monkeypatch.setattr(perf, "usable_cores", lambda: 1)   # `default` in this process: fast
+    monkeypatch.setattr(perf.joblib, "cpu_count", lambda: 1)   # `default` in this process: fast
     assert perf_disent.main(["--csv", "--steps", "2", "--warmup", "1", "--rounds", "1",
                              "--batch-size", "8"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
