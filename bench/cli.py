@@ -1,7 +1,8 @@
 """Command line: `python run_bench.py --methods all --seeds 10` (see README.md).
 
-Parses the flags (and `--config grid.toml`), checks them, prints the plan and hands the grid to
-bench/runner.py; `python run_bench.py report [--results DIR]` rebuilds the tables and plots.
+Parses the flags (and `--config grid.toml`), checks them, plans the grid (bench/plan.py), prints
+the plan with an ETA (bench/estimate.py) and hands it to the backend (bench/backend.py);
+`python run_bench.py report [--results DIR]` rebuilds the tables and plots.
 """
 from __future__ import annotations
 
@@ -19,9 +20,9 @@ import torch
 from disentbench import methods
 from disentbench.bench import data as datasets
 from disentbench.bench import evaluate as evaluation
-from disentbench.bench import grid, report, runner
+from disentbench.bench import backend, estimate, grid, report, worker
+from disentbench.bench import plan as planning
 from disentbench.bench import precision as precisions
-from disentbench.bench.group import AUTO_SIZE
 from disentbench.bench.profiles import FACTORS, PROFILES, default_profile
 
 DEFAULT_DATASET = "dsprites-procedural"
@@ -84,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if present, else cpu)")
     p.add_argument("--jobs", type=int, default=None,
                    help="worker processes (default: the number of cores on a CPU, "
-                        f"{runner.GPU_JOBS} sharing a GPU)")
+                        f"{backend.GPU_JOBS} sharing a GPU)")
     p.add_argument("--backend", default="local", choices=["local", "dask"],
                    help="local processes (joblib loky), or a Dask cluster (default: local)")
     p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
@@ -102,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--group-seeds", default="auto", metavar="auto|off|N",
                    help="train the seeds of a method and dataset as stacked seed groups of N "
                         "(one model, each member its own run folder); auto = groups of up to "
-                        f"{AUTO_SIZE} on a GPU where a timed probe shows they pay, none on a CPU "
+                        f"{estimate.AUTO_SIZE} on a GPU where a timed probe shows they pay, none on a CPU "
                         "(where they do not); off = one run at a time (default: auto)")
     return p
 
@@ -258,7 +259,7 @@ def settings(args, device: torch.device) -> tuple[str, dict]:
     return profile, chosen
 
 
-def _options(args, device, chosen, names, out, profile) -> runner.Options:
+def _options(args, device, chosen, names, out, profile) -> planning.Options:
     for name in ("seeds", "jobs"):
         if getattr(args, name) is not None and getattr(args, name) <= 0:
             raise UsageError(f"--{name} must be a positive integer, got {getattr(args, name)}")
@@ -267,18 +268,28 @@ def _options(args, device, chosen, names, out, profile) -> runner.Options:
     if args.scheduler and args.backend != "dask":
         raise UsageError("--scheduler needs --backend dask")
     cores = joblib.cpu_count()
-    jobs = args.jobs or runner.default_jobs(device)
+    jobs = args.jobs or backend.default_jobs(device)
     threads = 1 if args.backend == "dask" else max(1, cores // jobs)
     if os.environ.get("OMP_NUM_THREADS", "").isdigit():     # the user's cap per process
         threads = max(1, min(threads, int(os.environ["OMP_NUM_THREADS"])))
-    return runner.Options(
+    return planning.Options(
         out=out, device=str(device), metrics=tuple(names), eval_size=chosen["eval_size"],
         eval_seed=args.eval_seed, data_dir=args.data_dir, jobs=jobs,
         threads=None if args.scheduler else threads, backend=args.backend,
-        scheduler=args.scheduler, ablation=args.ablation != "none",
+        scheduler=args.scheduler,
+        derived=(grid.FIXED_BETA_HAT,) if args.ablation != "none" else (),
         retry_failed=args.retry_failed, keep_checkpoints=args.keep_checkpoints,
         repair=args.repair, precision=args.precision, profile=profile,
         group_seeds=group_seeds(args.group_seeds))
+
+
+def load_datasets(names, data_dir, device) -> dict:
+    """Every dataset of the grid, loaded here once (the worker's cache, which a worker in this
+    process reuses); GridError names a missing or bad one."""
+    try:
+        return {name: worker.dataset(name, data_dir, device) for name in names}
+    except datasets.DatasetError as err:
+        raise planning.GridError(str(err)) from None
 
 
 def group_seeds(text: str) -> int | None:
@@ -300,7 +311,7 @@ def main(argv=None) -> int:
         return report.main(argv[1:])
     try:
         return _run(argv)
-    except (UsageError, runner.GridError) as err:
+    except (UsageError, planning.GridError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -320,15 +331,18 @@ def _run(argv: list[str]) -> int:
     out = _check_writable(args.out)
     options = _options(args, device, chosen, names, out, profile)
     # loaded here for the checks and the ETA probe; on the CPU when the workers are elsewhere
-    loaded = runner.load_datasets(data_names, args.data_dir,
-                                  torch.device("cpu") if args.scheduler else device)
+    loaded = load_datasets(data_names, args.data_dir,
+                           torch.device("cpu") if args.scheduler else device)
     specs = grid.expand(chosen_methods, data_names, args.seeds, chosen, params,
                         {name: data.num_factors if data.has_factors else 0
                          for name, data in loaded.items()})
-    plan = runner.prepare(specs, options)
-    _print_plan(plan, profile, chosen, options, len(chosen_methods), len(data_names), args.seeds)
-    result = runner.run(plan)
-    print(runner.summary(result.outcomes))
+    planning.check_batch_sizes(specs, {name: len(data) for name, data in loaded.items()})
+    plan = planning.plan(specs, options, estimate.group_size(specs, options, loaded))
+    eta = estimate.eta_seconds(plan, loaded) if plan.units else 0.0
+    _print_plan(plan, eta, profile, chosen, options, len(chosen_methods), len(data_names),
+                args.seeds)
+    result = backend.run(plan)
+    print(backend.summary(result.results))
     if result.interrupted is not None:
         print("interrupted (Ctrl-C); rerunning the same command resumes every unfinished run"
               + "".join(f"\n  {run} (its last checkpoint)" for run in result.interrupted),
@@ -336,10 +350,10 @@ def _run(argv: list[str]) -> int:
         return 130
     if report.build(out):
         print(f"tables: {out / 'tables'}/, plots: {out / 'plots'}/, index: {out / 'index.html'}")
-    return 1 if any(o.status == "failed" for o in result.outcomes) else 0
+    return 1 if result.failed else 0
 
 
-def _print_plan(plan, profile, chosen, options, n_methods, n_datasets, seeds) -> None:
+def _print_plan(plan, eta, profile, chosen, options, n_methods, n_datasets, seeds) -> None:
     ablation = plan.runs - n_methods * n_datasets * seeds
     where = (f"Dask cluster at {options.scheduler}" if options.scheduler else
              f"{options.jobs} {'Dask' if options.backend == 'dask' else 'local'} worker "
@@ -355,7 +369,7 @@ def _print_plan(plan, profile, chosen, options, n_methods, n_datasets, seeds) ->
           f"{where}; results in {options.out}/")
     print(f"metrics ({options.eval_size} sizes): {', '.join(options.metrics) or 'none'}")
     eta = ("unknown (workers on a cluster, or no method's probe step worked)"
-           if plan.eta_seconds is None
-           else f"{plan.eta_seconds / 60:.1f} min of training (a probe of each method; "
+           if eta is None
+           else f"{eta / 60:.1f} min of training (a probe of each method; "
                 f"evaluation comes on top)")
     print(f"to do: {plan.runs - len(plan.settled)} runs ({plan.steps} steps), ETA {eta}")

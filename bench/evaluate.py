@@ -23,8 +23,9 @@ import torch
 from disentbench import metrics
 from disentbench.bench import traversals
 from disentbench.bench.nets import VAE
-from disentbench.bench.store import RunDamaged, RunStore
-from disentbench.methods.base import RECONSTRUCTIONS, kl_normal
+from disentbench.bench.io import write_json
+from disentbench.bench.store import METRICS, RunDamaged, RunView, scored
+from disentbench.methods.base import RECONSTRUCTIONS, kl_normal, reparameterise
 
 RECONSTRUCTION = "reconstruction"
 # Metrics that need no ground-truth factors (they run on CelebA too).
@@ -82,7 +83,7 @@ def reconstruction(model: torch.nn.Module, data, seed: int = 0, num_images: int 
             observations = data.observations_from_factors(factors[i:i + batch_size], random_state)
             x = data.to_float(observations.to(device, non_blocking=True))
             mu, logvar = model.encode(x)
-            z = mu + torch.randn(mu.shape, generator=generator, device=device) * torch.exp(0.5 * logvar)
+            z = reparameterise(mu, logvar, torch.randn(mu.shape, generator=generator, device=device))
             output = model.decode(z)
             n = len(x)
             mean = torch.sigmoid(output) if likelihood == "bernoulli" else output
@@ -171,7 +172,8 @@ def versions() -> dict:
 
 def write_metrics(run_dir, result: dict) -> Path:
     """Write `result` to `run_dir/metrics.json` atomically."""
-    return RunStore(run_dir).write_metrics(result)
+    write_json(Path(run_dir) / METRICS, result)
+    return Path(run_dir) / METRICS
 
 
 def default_names(device) -> list[str]:
@@ -184,19 +186,20 @@ def default_names(device) -> list[str]:
 def load_model(run_dir, data, device="cpu", checkpoint: dict | None = None) -> torch.nn.Module:
     """The network of a run folder's checkpoint (checked by the store; `checkpoint` if already
     loaded), in eval mode on `device`."""
-    store = RunStore(run_dir)
+    store = RunView(run_dir)
     state = checkpoint or store.load_checkpoint()
     model = VAE(data.num_channels, store.read_spec().latent_dim).to(device)
     model.load_state_dict(state["model"])
     return model.eval()
 
 
-def pending_metrics(run_dir, names, *, size="default", seed=0) -> list[str]:
+def pending_metrics(run_dir, names, *, size="default", seed=0, checkpoint=None) -> list[str]:
     """The metrics of `names` that `evaluate_run` would compute for `run_dir`: those without a
-    value for this size and seed that scored the run's current checkpoint (all of them where
+    value for this size and seed that scored the run's current checkpoint (`checkpoint`: its
+    "step" and "checksum" where already read, else model.pt is loaded; all of them where
     metrics.json or model.pt is damaged; evaluate_run then says which)."""
     try:
-        kept = RunStore(run_dir).fresh_metrics(size, seed)
+        kept = RunView(run_dir).fresh_metrics(size, seed, checkpoint)
     except RunDamaged:
         kept = {}
     return [n for n in names if n not in kept]
@@ -210,7 +213,7 @@ def evaluate_run(run_dir, data, names, *, size="default", seed=0, device="cpu") 
     changed (a run extended or trained again) every metric is computed again, and so is an
     unreadable metrics.json (with a warning). A damaged checkpoint raises RunDamaged.
     """
-    store = RunStore(run_dir)
+    store = RunView(run_dir)
     checkpoint = store.load_checkpoint()
     try:
         kept = store.fresh_metrics(size, seed, checkpoint)
@@ -224,7 +227,7 @@ def evaluate_run(run_dir, data, names, *, size="default", seed=0, device="cpu") 
     result = evaluate(data, names=todo, model=load_model(run_dir, data, device, checkpoint),
                       seed=seed, size=size, device=device, likelihood=likelihood)
     result["metrics"] = {**kept, **result["metrics"]}
-    store.write_metrics(result, checkpoint)
+    write_json(store.dir / METRICS, {**result, **scored(checkpoint)})
     traversals.render(load_model(run_dir, data, device, checkpoint), data, run_dir, seed=seed,
                       likelihood=likelihood)     # a fresh copy: evaluate() made its layout channels-last
     return store.read_metrics()

@@ -1,15 +1,19 @@
 """The grid: methods x datasets x seeds expanded into RunSpecs, and the fixed-β̂ ablation's runs.
 
 The ablation (the L-VAE paper's Table 3) trains `beta-vae` with β fixed to the final β̂ of the
-L-VAE run of the same dataset and seed, with the same settings, under its own label.
+L-VAE run of the same dataset and seed, with the same settings, under its own label: a derived
+run (bench/plan.py `DerivedRun`), `FIXED_BETA_HAT`.
 """
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 from disentbench import methods
+from disentbench.bench.plan import DerivedRun
 from disentbench.bench.profiles import FACTORS
 from disentbench.bench.spec import RunSpec
+from disentbench.bench.store import RunDamaged, RunView, Status
 
 ABLATION_SOURCE = "l-vae"
 ABLATION_METHOD = "beta-vae"
@@ -54,3 +58,29 @@ def ablation_record(source: RunSpec, beta_hat: float, out) -> dict:
     """What the ablation run's config.json says about where its β came from."""
     return {"ablation": {"of": source.label, "beta_hat": beta_hat,
                          "source_run": source.run_dir(out).relative_to(out).as_posix()}}
+
+
+def fixed_beta_hat(source: RunSpec, out) -> tuple[RunSpec, dict] | None:
+    """The ablation run of the L-VAE run `source` and its config.json record, once `source` is
+    done (its status says so, and its history, checked against it, ends with a β̂)."""
+    view = RunView.of(source, out)
+    status = view.read_status()
+    if status.get("status") != Status.DONE or status.get("step", 0) < source.steps:
+        return None
+    try:
+        history = view.read_history()
+    except RunDamaged:
+        return None
+    beta_hat = history[-1].get("beta_hat") if history else None
+    if beta_hat is None:
+        return None
+    return ablation_spec(source, beta_hat), ablation_record(source, beta_hat, Path(out))
+
+
+def example_fixed_beta_hat(source: RunSpec) -> RunSpec:
+    """A run like the ablation run of `source` (β = 1), before `source` is done."""
+    return ablation_spec(source, 1.0)
+
+
+FIXED_BETA_HAT = DerivedRun(ABLATION_LABEL, "L-VAE", is_ablation_source, fixed_beta_hat,
+                            example_fixed_beta_hat)

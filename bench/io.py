@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import tempfile
@@ -18,7 +19,7 @@ def atomic_path(path: str | os.PathLike):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)            # mkstemp makes 0600; give the usual mode
+    os.chmod(tmp, 0o666 & ~_umask())          # mkstemp makes 0600; give the usual mode
     try:
         yield Path(tmp)
         os.replace(tmp, path)
@@ -28,13 +29,19 @@ def atomic_path(path: str | os.PathLike):
         raise
 
 
-def _read_umask() -> int:
-    mask = os.umask(0)
+@functools.cache
+def _umask() -> int:
+    """The process umask, read on the first write (not at import: reading it means setting it
+    for a moment, and os.umask is process-global). Linux reports it in /proc without that."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
     os.umask(mask)
     return mask
-
-
-_UMASK = _read_umask()                           # read once: os.umask is process-global
 
 
 def write_text(path, text: str) -> None:

@@ -6,17 +6,10 @@ For 64x64 images with 1 or 3 channels.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import torch
 from torch import nn
 
-
-class Output(NamedTuple):
-    mu: torch.Tensor          # (n, D) posterior mean
-    logvar: torch.Tensor      # (n, D) posterior log-variance
-    z: torch.Tensor           # (n, D) reparameterised sample
-    logits: torch.Tensor      # (n, C, H, W) decoder output (Bernoulli logits, or Gaussian mean)
+from disentbench.methods.base import Output, reparameterise
 
 
 class Encoder(nn.Module):
@@ -72,5 +65,5 @@ class VAE(nn.Module):
 
     def forward(self, x) -> Output:
         mu, logvar = self.encoder(x)
-        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        z = reparameterise(mu, logvar, torch.randn_like(mu))
         return Output(mu, logvar, z, self.decoder(z))

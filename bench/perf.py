@@ -5,13 +5,13 @@
 
 Cases (images/s, batch 64, median over alternating rounds so a busy machine slows all alike):
 - `plain`:   the smallest correct fp32 training loop of the same network (one process);
-- `harness`: bench/train.py's Trainer in fp32 (one process);
-- `group10`: a seed group of 10 (bench/group.py) as one stacked model, fp32, all members' images;
+- `harness`: the engine (bench/engine.py) with one run, fp32 (one process);
+- `group10`: the engine with a seed group of 10 as one stacked model, fp32, all members' images;
 - `bf16`:    the harness with bf16 autocast, channels-last on a CPU (bench/precision.py);
 - `default`: what the runner uses by default on this device, all its processes together
-  (`runner.default_jobs`: one single-thread process per core on a CPU, 4 sharing a GPU), in
-  `auto` precision, in seed groups of `group.AUTO_SIZE` where `group.should_group` says so (a
-  GPU; the runner also confirms it there with a timed probe).
+  (`backend.default_jobs`: one single-thread process per core on a CPU, 4 sharing a GPU), in
+  `auto` precision, in seed groups of `estimate.AUTO_SIZE` where `estimate.should_group` says so
+  (a GPU; the runner also confirms it there with a timed probe).
 `flops_per_image` counts one training step (forward + backward; torch.utils.flop_counter) per
 image; `fraction_of_peak` = images/s × that / the peak `peak_flops` assumes for the case's
 precision (its rule is in its docstring; empty where the device is unknown).
@@ -32,11 +32,11 @@ from torch.utils.flop_counter import FlopCounterMode
 from disentbench.bench import data as datasets
 from disentbench.bench import precision as precisions
 from disentbench.bench.data.base import GroundTruthData
-from disentbench.bench.group import AUTO_SIZE, GroupTrainer, should_group
 from disentbench.bench.nets import VAE
-from disentbench.bench.runner import default_jobs
+from disentbench.bench.backend import default_jobs
+from disentbench.bench.engine import Engine, pick_device
+from disentbench.bench.estimate import AUTO_SIZE, should_group
 from disentbench.bench.spec import RunSpec
-from disentbench.bench.train import Trainer, pick_device
 
 GROUP = 10
 H200_BF16_FLOPS = 790e12            # dense bf16 matrix rate measured on an H200 (issue 12)
@@ -67,7 +67,7 @@ class PlainLoop:
                               device=self.generator.device)
         x = self.data._gather(index).float() / self.data.pixel_max
         mu, logvar = self.model.encoder(x)
-        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        z = reparameterise(mu, logvar, torch.randn_like(mu))
         logits = self.model.decoder(z)
         rec = F.binary_cross_entropy_with_logits(logits, x, reduction="sum") / len(x)
         kl = 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1).sum() / len(x)
@@ -83,10 +83,8 @@ def specs(data, method: str, batch_size: int, seeds: int = 1) -> list[RunSpec]:
 
 def stepper(data, device, method: str, batch_size: int, precision: str, group: int):
     """(step function, images per step) of the harness, or of a seed group when group > 1."""
-    if group > 1:
-        return GroupTrainer(specs(data, method, batch_size, group), data, device,
-                            precision).step, batch_size * group
-    return Trainer(specs(data, method, batch_size)[0], data, device, precision).step, batch_size
+    return Engine(specs(data, method, batch_size, group), data, device,
+                  precision).step, batch_size * group
 
 
 def _seconds(step, steps: int, device) -> float:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from disentbench.bench.nets import Output
+from disentbench.methods.base import Output
 
 CHOICES = ("auto", "bf16", "fp32")
 NATIVE_BF16_FLAGS = {"avx512_bf16", "amx_bf16"}

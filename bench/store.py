@@ -11,8 +11,11 @@
       metrics.json  written by evaluation, with the training step and checkpoint checksum scored
 
 A folder whose files fail a check is *damaged*: `RunDamaged` names the file and what is wrong,
-and `RunStore.state` reports it instead of trusting it. Nothing is repaired unless asked
-(`move_aside`). A folder that holds another run raises `RunConflict` naming the field.
+and `RunView.state` reports it instead of trusting it. A folder that holds another run raises
+`RunConflict` naming the field. This module only reads: `RunView` is the checked, read-only view
+that the planner, the worker and the report use; what a training session or the runner writes
+goes through bench/session.py. `Status` is the one vocabulary of run states, from status.json
+to the runner's summary and the report.
 """
 from __future__ import annotations
 
@@ -22,17 +25,34 @@ import io
 import json
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from enum import Enum
 from pathlib import Path
 
 import torch
 
-from disentbench.bench.io import atomic_path, read_json, write_json, write_text
+from disentbench.bench.io import read_json
 from disentbench.bench.spec import RunSpec
 
 CONFIG, STATUS, HISTORY = "config.json", "status.json", "history.csv"
 CHECKPOINT, METRICS, TRACEBACK = "model.pt", "metrics.json", "error.txt"
-STATES = ("new", "resumable", "done", "failed", "damaged")
+
+
+class Status(str, Enum):
+    """The state of a run, everywhere: status.json holds running, done or failed; a folder is
+    classified (`RunView.state`) as new, resumable, done, failed or damaged; a run's result
+    in the runner is done or failed. A str, so that `Status.DONE == "done"`."""
+    NEW = "new"                  # nothing trained
+    RUNNING = "running"          # status.json while a session trains (resumable if left so)
+    RESUMABLE = "resumable"      # a checkpoint before the steps asked (interrupted, or extended)
+    DONE = "done"
+    FAILED = "failed"
+    DAMAGED = "damaged"          # a file fails a check: named, never trusted
+
+    def __str__(self) -> str:
+        return self.value
+
+
+WRITTEN = (Status.RUNNING, Status.DONE, Status.FAILED)      # the values status.json may hold
 
 
 class RunConflict(Exception):
@@ -45,18 +65,20 @@ class RunDamaged(Exception):
 
 @dataclass
 class RunState:
-    """What a run folder holds for a spec, before training: one of `STATES`.
+    """What a run folder holds for a spec, before training: new, resumable, done, failed or
+    damaged.
 
     `step` is where training would continue (the checkpoint's step; for done and failed runs the
     step they reached), `message` the failure reason or what is damaged. `checkpoint` and
     `history` are the checked resume point (None and [] when training starts from step 0).
     """
-    kind: str
+    kind: Status
     step: int = 0
     message: str = ""
     warnings: list = field(default_factory=list)
     checkpoint: dict | None = field(default=None, repr=False)
     history: list = field(default_factory=list, repr=False)
+    checksum: str = ""          # of the checkpoint the folder holds ("" for none)
 
 
 def checksum(state: dict) -> str:
@@ -86,10 +108,6 @@ def checksum(state: dict) -> str:
     return digest.hexdigest()
 
 
-def _utc_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _read_object(path: Path) -> dict:
     """The JSON object in `path`; RunDamaged (naming the file) if it is unreadable or not an
     object. A missing file raises FileNotFoundError."""
@@ -104,18 +122,15 @@ def _read_object(path: Path) -> dict:
     return value
 
 
-class RunStore:
-    """Owns one run folder: reads with checks, writes atomically, tracks a training session."""
+class RunView:
+    """A checked, read-only view of one run folder."""
 
     def __init__(self, run_dir):
         self.dir = Path(run_dir)
-        self._session: dict | None = None
 
     @classmethod
-    def of(cls, spec: RunSpec, out) -> "RunStore":
+    def of(cls, spec: RunSpec, out) -> "RunView":
         return cls(spec.run_dir(out))
-
-    # ---- reading ---------------------------------------------------------------------------
 
     def exists(self) -> bool:
         """True if the folder holds any file of a run (temporary files of a crash do not count)."""
@@ -149,17 +164,18 @@ class RunStore:
         """status.json; {} if there is none. Never raises: an unreadable or non-object file gives
         {"status": "damaged", "reason": what is wrong}."""
         try:
-            return self._status()
+            return self.checked_status()
         except RunDamaged as err:
             return {"status": "damaged", "reason": str(err)}
 
-    def _status(self) -> dict:
+    def checked_status(self) -> dict:
+        """status.json checked; {} if there is none; RunDamaged if it is unreadable or invalid."""
         path = self.dir / STATUS
         try:
             status = _read_object(path)
         except FileNotFoundError:
             return {}
-        if status.get("status") not in ("running", "done", "failed"):
+        if status.get("status") not in WRITTEN:
             raise RunDamaged(f"{path} has status {status.get('status')!r}, "
                              f"not running, done or failed")
         for name in ("step", "checkpoint_step", "history_rows"):
@@ -181,7 +197,7 @@ class RunStore:
         rows = self._parse_history()
         if not validate_against_status:
             return rows
-        status = self._status()
+        status = self.checked_status()
         return self._history_upto(rows, status.get("history_rows"), status.get("step", 0),
                                   f"{self.dir / STATUS} (step {status.get('step', 0)})",
                                   finished=status.get("status") == "done")
@@ -272,7 +288,7 @@ class RunStore:
         if not isinstance(entries, dict) or not all(isinstance(e, dict) for e in entries.values()):
             raise RunDamaged(f"{path}: 'metrics' is not an object of objects")
         if current_only:
-            step = self._status().get("step")
+            step = self.checked_status().get("step")
             if result.get("trained_step", step) != step:
                 return {}
         return result
@@ -287,7 +303,7 @@ class RunStore:
         what is wrong). Raises RunConflict if the folder holds another run.
         """
         if not self.exists():
-            return RunState("new")
+            return RunState(Status.NEW)
         try:
             if not (self.dir / CONFIG).exists() and not (self.dir / STATUS).exists():
                 raise RunDamaged(f"{self.dir / CONFIG} is missing although the folder holds "
@@ -295,16 +311,16 @@ class RunStore:
             self.check_spec(spec)
             return self._classify(spec)
         except RunDamaged as err:
-            return RunState("damaged", message=str(err))
+            return RunState(Status.DAMAGED, message=str(err))
 
     def _classify(self, spec: RunSpec) -> RunState:
-        status = self._status()
+        status = self.checked_status()
         has_checkpoint = (self.dir / CHECKPOINT).exists()
         if not status:                  # config written, stopped before the first status
             if has_checkpoint or (self.dir / HISTORY).exists():
                 raise RunDamaged(f"{self.dir / STATUS} is missing although the folder holds "
                                  f"{CHECKPOINT if has_checkpoint else HISTORY}")
-            return RunState("new")
+            return RunState(Status.NEW)
         kind, step = status["status"], status["step"]
         expected = status.get("checkpoint_step", step if kind != "failed" else 0)
         checkpoint = self.load_checkpoint() if has_checkpoint else None
@@ -321,144 +337,12 @@ class RunStore:
         history = self._history_upto(rows, checkpoint.get("history_rows") if checkpoint else 0,
                                      held, f"{self.dir / CHECKPOINT} (step {held})")
         warnings = list(status.get("warnings", []))
-        if kind == "failed":
-            return RunState("failed", step, status.get("reason", ""), warnings, checkpoint,
+        if kind == Status.FAILED:
+            return RunState(Status.FAILED, step, status.get("reason", ""), warnings, checkpoint,
                             history)
-        if kind == "done" and step >= spec.steps:
-            return RunState("done", step, "", warnings)
-        return RunState("resumable", held, "", warnings, checkpoint, history)
-
-    def mark_damaged(self, message: str) -> None:
-        """Record in status.json that the run failed because its folder is damaged, keeping
-        the rest of the status; a status.json that is itself damaged is left as evidence."""
-        try:
-            status = self._status()
-        except RunDamaged:
-            return
-        status.setdefault("checkpoint_step", status["step"] if status["status"] != "failed" else 0)
-        write_json(self.dir / STATUS, {**status, "status": "failed", "reason": message,
-                                       "damaged": True, "heartbeat": _utc_now()})
-
-    def move_aside(self) -> Path:
-        """Rename the folder to `<run>.damaged-<UTC time>` (kept for inspection); return it."""
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
-        target = self.dir.with_name(f"{self.dir.name}.damaged-{stamp}")
-        self.dir.rename(target)
-        return target
-
-    # ---- one training session --------------------------------------------------------------
-
-    def begin(self, config: dict, *, steps: int, device: str, resumed: RunState,
-              warnings: list[str]) -> None:
-        """Start a training session from `resumed` (its checkpoint step and history): write
-        config.json, a running status carrying over earlier sessions' seconds and warnings,
-        and the history cut back to the checkpoint."""
-        previous = self.read_status()
-        earlier = previous.get("seconds", 0.0) if previous.get("status") != "damaged" else 0.0
-        checkpoint_step = resumed.checkpoint["step"] if resumed.checkpoint else 0
-        self._session = {
-            "steps": steps, "device": device, "started": time.perf_counter(),
-            "earlier_seconds": earlier if isinstance(earlier, (int, float)) else 0.0,
-            "warnings": list(dict.fromkeys(resumed.warnings + warnings)),
-            "checkpoint_step": checkpoint_step, "history_rows": len(resumed.history)}
-        self.write_config(config)
-        self._write_status("running", checkpoint_step, reached_step=checkpoint_step)
-        self.write_history(resumed.history)
-        (self.dir / TRACEBACK).unlink(missing_ok=True)      # of an earlier, failed session
-
-    def seconds(self) -> float:
-        """Training seconds of this run over every session, this one up to now."""
-        s = self._session
-        return s["earlier_seconds"] + time.perf_counter() - s["started"]
-
-    def heartbeat(self, step: int) -> None:
-        """A running status saying the run is alive and has reached `step`."""
-        self._write_status("running", self._session["checkpoint_step"], reached_step=step)
-
-    def write_history(self, rows: list[dict]) -> None:
-        path = self.dir / HISTORY
-        if not rows:
-            path.unlink(missing_ok=True)
-        else:
-            columns = list(dict.fromkeys(k for row in rows for k in row))
-            buffer = io.StringIO()
-            writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-            writer.writeheader()
-            writer.writerows(rows)
-            write_text(path, buffer.getvalue())
-        self._session["history_rows"] = len(rows)
-
-    def save_checkpoint(self, state: dict, history: list[dict]) -> None:
-        """Write the history up to `state["step"]`, then model.pt with its checksum and row
-        count inside it, then a running status (in this order, so that a crash between any two
-        writes leaves a folder that resumes)."""
-        self.write_history(history)
-        self.write_checkpoint({**state, "history_rows": len(history)})
-        self._session["checkpoint_step"] = state["step"]
-        self._write_status("running", state["step"], reached_step=state["step"])
-
-    def write_checkpoint(self, state: dict) -> str:
-        """model.pt = `state` (which holds "step") plus its checksum, in one atomic write;
-        returns the checksum."""
-        state = {**state, "checksum": checksum(state)}
-        with atomic_path(self.dir / CHECKPOINT) as tmp:
-            torch.save(state, tmp)
-        return state["checksum"]
-
-    def finish(self, step: int, failure: str | None = None, traceback: str | None = None) -> dict:
-        """The final status of the session: done, or failed with `failure` (and the traceback
-        in error.txt). Returns the status written."""
-        if traceback:
-            write_text(self.dir / TRACEBACK, traceback)
-        extra = {"reason": failure} if failure else {}
-        return self._write_status("failed" if failure else "done", step, **extra)
-
-    def interrupted(self, step: int) -> None:
-        """A running status for a session stopped from outside (Ctrl-C): resumable."""
-        self._write_status("running", self._session["checkpoint_step"], reached_step=step,
-                           stopped=f"interrupted at step {step}; rerunning resumes from step "
-                                   f"{self._session['checkpoint_step']}")
-
-    def mark_stopped(self) -> int | None:
-        """After the grid was stopped from outside (its worker processes are gone): a status
-        still saying running gets a `stopped` note and stays resumable. Returns the checkpoint
-        step it resumes from, or None where the run is not running."""
-        status = self.read_status()
-        if status.get("status") != "running":
-            return None
-        step = status.get("checkpoint_step", status.get("step", 0))
-        if "stopped" not in status:
-            write_json(self.dir / STATUS, {
-                **status, "stopped": f"stopped at step {status.get('reached_step', step)}; "
-                                     f"rerunning resumes from step {step}"})
-        return step
-
-    def checkpoint_step(self) -> int:
-        """The step model.pt holds in this session (0: none written or resumed)."""
-        return self._session["checkpoint_step"]
-
-    def warn(self, message: str) -> None:
-        """Add a warning to the status (kept over later sessions)."""
-        self._session["warnings"] = list(dict.fromkeys(self._session["warnings"] + [message]))
-
-    def write_config(self, config: dict) -> None:
-        """config.json: `config` over the entries already there (e.g. a runner's own)."""
-        try:
-            old = _read_object(self.dir / CONFIG)
-        except (FileNotFoundError, RunDamaged):
-            old = {}
-        write_json(self.dir / CONFIG, {**old, **config})
-
-    def _write_status(self, kind: str, step: int, **extra) -> dict:
-        s = self._session
-        status = {"status": kind, "step": step, "steps": s["steps"], "device": s["device"],
-                  "seconds": round(self.seconds(), 3), "heartbeat": _utc_now(),
-                  "checkpoint_step": s["checkpoint_step"], "history_rows": s["history_rows"],
-                  **extra}
-        if s["warnings"]:
-            status["warnings"] = s["warnings"]
-        write_json(self.dir / STATUS, status)
-        return status
+        if kind == Status.DONE and step >= spec.steps:
+            return RunState(Status.DONE, step, "", warnings, checksum=checkpoint["checksum"])
+        return RunState(Status.RESUMABLE, held, "", warnings, checkpoint, history)
 
     # ---- evaluation ------------------------------------------------------------------------
 
@@ -468,19 +352,13 @@ class RunStore:
         RunDamaged if metrics.json or model.pt is damaged."""
         checkpoint = checkpoint or self.load_checkpoint()
         previous = self.read_metrics()
-        wanted = {"size": size, "seed": seed, **_scored(checkpoint)}
+        wanted = {"size": size, "seed": seed, **scored(checkpoint)}
         if any(previous.get(k) != v for k, v in wanted.items()):
             return {}
         return {n: r for n, r in previous.get("metrics", {}).items() if "values" in r}
 
-    def write_metrics(self, result: dict, checkpoint: dict | None = None) -> Path:
-        """metrics.json = `result`, stamped with the step and checksum of the `checkpoint` it
-        scored."""
-        write_json(self.dir / METRICS, {**result, **(_scored(checkpoint) if checkpoint else {})})
-        return self.dir / METRICS
 
-
-def _scored(checkpoint: dict) -> dict:
+def scored(checkpoint: dict) -> dict:
     """What metrics.json records of the weights it scored."""
     return {"trained_step": checkpoint["step"], "checkpoint": checkpoint["checksum"]}
 
@@ -489,6 +367,6 @@ def is_finished(spec: RunSpec, out) -> bool:
     """True if `spec`'s folder under `out` holds that run, checked and trained to `spec.steps`
     (False for a conflicting or damaged folder: training reports those)."""
     try:
-        return RunStore.of(spec, out).state(spec).kind == "done"
+        return RunView.of(spec, out).state(spec).kind == Status.DONE
     except RunConflict:
         return False

@@ -12,15 +12,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import torch
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from disentbench.bench.io import atomic_path, write_json  # noqa: E402
-from disentbench.methods.base import kl_per_dim  # noqa: E402
+from disentbench.bench.io import atomic_path, write_json
+from disentbench.methods.base import kl_per_dim
 
 SWEEP = np.linspace(-2.0, 2.0, 9)      # offsets from the posterior mean
 
@@ -81,7 +78,8 @@ def _grid(images: np.ndarray, rows: int, cols: int, pad: int = 2) -> np.ndarray:
 def _save(sheet: np.ndarray, path: Path, row_labels, col_labels, title: str) -> Path:
     rows, cols = len(row_labels), max(len(col_labels), 1)
     height, width = sheet.shape[:2]
-    fig, ax = plt.subplots(figsize=(1.2 + width / 60, 0.8 + height / 60))
+    fig = Figure(figsize=(1.2 + width / 60, 0.8 + height / 60))   # no pyplot: no backend switch
+    ax = fig.subplots()
     ax.imshow(sheet[..., 0] if sheet.shape[2] == 1 else sheet, cmap="gray", vmin=0, vmax=1)
     ax.set_yticks((np.arange(rows) + 0.5) * height / rows, row_labels, fontsize=8)
     ax.set_xticks((np.arange(len(col_labels)) + 0.5) * width / cols, col_labels, fontsize=8)
@@ -91,5 +89,4 @@ def _save(sheet: np.ndarray, path: Path, row_labels, col_labels, title: str) -> 
     ax.tick_params(length=0)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
     return path

@@ -9,13 +9,25 @@ from __future__ import annotations
 import math
 
 from dataclasses import dataclass
-from typing import Callable, ClassVar
+from typing import Callable, ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from disentbench.bench.nets import Output
+
+class Output(NamedTuple):
+    """What the network gives a method's loss (bench/nets.py's VAE, or a member of a seed
+    group)."""
+    mu: torch.Tensor          # (n, D) posterior mean
+    logvar: torch.Tensor      # (n, D) posterior log-variance
+    z: torch.Tensor           # (n, D) reparameterised sample
+    logits: torch.Tensor      # (n, C, H, W) decoder output (Bernoulli logits, or Gaussian mean)
+
+
+def reparameterise(mu: torch.Tensor, logvar: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """z = mu + noise · exp(logvar / 2), noise ~ N(0, I) (Kingma & Welling 2014, eq. 10)."""
+    return mu + noise * torch.exp(0.5 * logvar)
 
 
 def bernoulli_reconstruction(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:

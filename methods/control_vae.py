@@ -37,9 +37,11 @@ class ControlVAE(Method):
         self.register_buffer("integral", torch.zeros(()))
         self.register_buffer("setpoint", torch.tensor(self.hparams["c_start"]))
 
-    def setpoint_at(self, step: int) -> float:
+    def setpoint_at(self, step) -> torch.Tensor:
+        """C at 0-based `step` (an int, or the harness's device tensor: no host sync)."""
         h = self.hparams
-        return min(h["c_max"], h["c_start"] + h["c_step"] * ((step + 1) // h["c_every"]))
+        raised = torch.div(torch.as_tensor(step) + 1, h["c_every"], rounding_mode="floor")
+        return (h["c_start"] + h["c_step"] * raised).clamp(max=h["c_max"])
 
     @torch.no_grad()
     def update_beta(self, kl: torch.Tensor, setpoint: float) -> None:

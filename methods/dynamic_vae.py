@@ -49,21 +49,22 @@ class DynamicVAE(Method):
         self.register_buffer("kl_window", torch.zeros(self.hparams["window"]))
         self.register_buffer("setpoint", torch.tensor(self.hparams["c_start"]))
 
-    def setpoint_at(self, step: int) -> float:
+    def setpoint_at(self, step) -> torch.Tensor:
         """C after the ramps of iterations 1..step+1 (ramp iterations: the first c_ramp_steps
-        of every window of c_period iterations, from the second window on)."""
+        of every window of c_period iterations, from the second window on); `step` is an int
+        or the harness's device tensor (no host sync)."""
         h = self.hparams
-        iteration, period, ramp = step + 1, h["c_period"], h["c_ramp_steps"]
-        ramped = 0
-        if iteration >= period:
-            ramped = (iteration // period - 1) * ramp + min(iteration % period + 1, ramp)
-        return min(h["c_max"], h["c_start"] + h["c_step"] * ramped / ramp)
+        iteration, period, ramp = torch.as_tensor(step) + 1, h["c_period"], h["c_ramp_steps"]
+        ramped = ((iteration // period - 1) * ramp
+                  + (iteration % period + 1).clamp(max=ramp)).clamp(min=0)
+        return (h["c_start"] + h["c_step"] * ramped / ramp).clamp(max=h["c_max"])
 
     @torch.no_grad()
-    def update_beta(self, kl: torch.Tensor, setpoint: float, step: int) -> None:
+    def update_beta(self, kl: torch.Tensor, setpoint, step) -> None:
         h = self.hparams
-        self.kl_window[step % h["window"]] = kl
-        average = self.kl_window.sum() / min(step + 1, h["window"])
+        step = torch.as_tensor(step, device=self.kl_window.device)
+        self.kl_window.index_copy_(0, (step % h["window"]).reshape(1), kl.reshape(1))
+        average = self.kl_window.sum() / (step + 1).clamp(max=h["window"])
         error = setpoint - average
         proportional_change = h["kp"] * (torch.sigmoid(-error)
                                          - torch.sigmoid(-self.previous_error))

@@ -4,7 +4,7 @@ from torch import nn
 from torch.func import functional_call
 
 from . import register
-from .base import Method, kl_normal
+from .base import Method, kl_normal, reparameterise
 
 
 def discriminator(latent_dim: int) -> nn.Sequential:
@@ -68,7 +68,7 @@ class FactorVAE(Method):
     def after_step(self, x, out, terms, step):
         with torch.no_grad():
             mu, logvar = self.context.model.encode(self.context.sample_batch())
-            z_other = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+            z_other = reparameterise(mu, logvar, torch.randn_like(mu))
         codes = torch.cat([out.z.detach(), permute_dims(z_other)])
         labels = torch.cat([torch.zeros(len(out.z), dtype=torch.long, device=codes.device),
                             torch.ones(len(z_other), dtype=torch.long, device=codes.device)])

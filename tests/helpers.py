@@ -33,3 +33,23 @@ def steps_without_host_sync(step, n: int):
     finally:
         torch.cuda.set_sync_debug_mode("default")
     return result
+
+
+class Single:
+    """One run in the engine (bench/engine.py), driven as the tests drive it: `step()` returns
+    its loss terms, `row(terms)` its history row; everything else is the member's (model,
+    method, optimizer, sample_batch, state_dict, ...)."""
+
+    def __init__(self, spec, data, device=torch.device("cpu"), precision: str = "fp32"):
+        from disentbench.bench.engine import Engine
+        self.engine = Engine([spec], data, device, precision)
+        self.member = self.engine.members[0]
+
+    def step(self) -> dict:
+        return self.engine.step()[0]
+
+    def row(self, terms: dict) -> dict:
+        return self.engine.rows([terms])[0]
+
+    def __getattr__(self, name):
+        return getattr(self.member, name)

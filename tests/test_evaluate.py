@@ -122,13 +122,13 @@ def test_evaluate_run_keeps_earlier_values_and_adds_new_ones(tmp_path):
     from disentbench.bench.evaluate import evaluate_run
     from disentbench.bench.io import write_json
     from disentbench.bench.spec import RunSpec
-    from disentbench.bench.store import RunStore
+    from disentbench.bench.session import write_checkpoint
     data = tiny_data()
     torch.manual_seed(0)
     model = VAE(1, 4)
     write_json(tmp_path / "config.json", {"spec": RunSpec("vae", "tiny", 0, 1,
                                                           latent_dim=4).to_dict()})
-    RunStore(tmp_path).write_checkpoint({"model": model.state_dict(), "step": 1})
+    write_checkpoint(tmp_path, {"model": model.state_dict(), "step": 1})
     first = evaluate_run(tmp_path, data, ["mig"], size="quick")
     second = evaluate_run(tmp_path, data, ["mig", "irs"], size="quick")
     assert second["metrics"]["mig"] == first["metrics"]["mig"]

@@ -1,4 +1,4 @@
-"""Seed groups (bench/group.py): member k of a stacked group follows seed k's single run.
+"""Seed groups (bench/engine.py, bench/train.py): member k of a stacked group follows seed k's single run.
 
 Tolerance: every history value of every member within rtol 1e-4 (plus atol 1e-5 for values
 near zero) of the single run, for every registered method (6 steps of batch 4 each, to keep the
@@ -17,14 +17,14 @@ import pytest
 import torch
 
 from disentbench import methods
-from disentbench.bench import group as group_module
-from disentbench.bench.group import GroupTrainer, check_seed_group, train_group
+from disentbench.bench import estimate
+from disentbench.bench.engine import Engine, check_seed_group
+from disentbench.bench.session import failure_reason
 from disentbench.bench.spec import RunSpec
-from disentbench.bench.store import RunStore
-from disentbench.bench.store import RunConflict
-from disentbench.bench.train import Trainer, failure_reason, train
+from disentbench.bench.store import RunConflict, RunView
+from disentbench.bench.train import train, train_runs
 from disentbench.methods.base import Method, kl_normal
-from tests.helpers import steps_without_host_sync, tiny_dsprites_like
+from tests.helpers import Single, steps_without_host_sync, tiny_dsprites_like
 
 CPU = torch.device("cpu")
 SEEDS = (0, 3)
@@ -43,7 +43,7 @@ def specs(method, seeds=SEEDS, steps=STEPS, **fields):
 
 
 def single_history(spec, data, steps=STEPS):
-    trainer = Trainer(spec, data, CPU)
+    trainer = Single(spec, data, CPU)
     return [trainer.row(trainer.step()) for _ in range(steps)], trainer
 
 
@@ -56,15 +56,15 @@ def assert_rows_close(got, want, rel=1e-4):
 
 @pytest.mark.parametrize("method", methods.available())
 def test_member_equals_its_single_run(method, data):
-    group = GroupTrainer(specs(method), data, CPU)
+    group = Engine(specs(method), data, CPU)
     histories = [[] for _ in SEEDS]
     for _ in range(STEPS):
         for k, row in enumerate(group.rows(group.step())):
             histories[k].append(row)
-    for k, spec in list(enumerate(group.specs))[1:]:      # the first member: see the tests below
+    for k, spec in enumerate(group.specs):
         want, single = single_history(spec, data)
         assert_rows_close(histories[k], want)
-        state, single_state = group.member_state_dict(k), single.state_dict()
+        state, single_state = group.members[k].state_dict(), single.state_dict()
         assert state.keys() == single_state.keys() and state["step"] == STEPS
         assert torch.equal(state["rng_cpu"], single_state["rng_cpu"])
         assert torch.equal(state["generator"], single_state["generator"])
@@ -87,7 +87,7 @@ class NoisyLoss(Method):
 
 def test_noise_drawn_inside_a_loss_comes_from_the_members_own_stream(data, monkeypatch):
     monkeypatch.setitem(methods._REGISTRY, NoisyLoss.name, NoisyLoss)
-    group = GroupTrainer(specs(NoisyLoss.name), data, CPU)
+    group = Engine(specs(NoisyLoss.name), data, CPU)
     rows = [group.rows(group.step()) for _ in range(3)]
     for k, spec in enumerate(group.specs):
         want, _ = single_history(spec, data, steps=3)
@@ -97,11 +97,11 @@ def test_noise_drawn_inside_a_loss_comes_from_the_members_own_stream(data, monke
 
 def test_a_saved_member_resumes_alone_as_its_single_run(data):
     spec = specs("l-vae", steps=6)
-    group = GroupTrainer(spec, data, CPU)
+    group = Engine(spec, data, CPU)
     for _ in range(3):
         group.step()
-    resumed = Trainer(spec[1], data, CPU)
-    resumed.load_state_dict(group.member_state_dict(1))
+    resumed = Single(spec[1], data, CPU)
+    resumed.load_state_dict(group.members[1].state_dict())
     got = [resumed.row(resumed.step()) for _ in range(3)]
     want, _ = single_history(spec[1], data, steps=6)
     assert_rows_close(got, want[3:])
@@ -111,11 +111,11 @@ def failures(group, rows):
     """{member index: reason} by the checks `train` makes at a logging step."""
     return {k: reason for k, (m, row, nonfinite) in
             enumerate(zip(group.members, rows, group.nonfinite_at_rows))
-            if (reason := failure_reason(m, row, nonfinite, 0))}
+            if (reason := failure_reason(m.method, row, nonfinite, 0))}
 
 
 def test_a_non_finite_member_fails_alone(data):
-    group = GroupTrainer(specs("beta-vae", seeds=(0, 3, 5)), data, CPU)
+    group = Engine(specs("beta-vae", seeds=(0, 3, 5)), data, CPU)
     histories = {s: [] for s in (0, 3, 5)}
     for step in range(1, STEPS + 1):
         if step == 2:
@@ -134,7 +134,7 @@ def test_a_non_finite_member_fails_alone(data):
 
 
 def test_a_diverging_member_fails_alone_with_its_methods_reason(data):
-    group = GroupTrainer(specs("l-vae-noreg"), data, CPU)
+    group = Engine(specs("l-vae-noreg"), data, CPU)
     with torch.no_grad():
         group.members[0].method.log_var.fill_(20.0)            # σ² = e^20 > 1e4
     rows = group.rows(group.step())
@@ -159,14 +159,14 @@ def test_a_group_holds_runs_that_differ_only_in_seed_and_method_parameters():
 
 
 def read_history(run_dir):
-    return RunStore(run_dir).read_history()
+    return RunView(run_dir).read_history()
 
 
 def read(path):
     return json.loads(path.read_text())
 
 
-def test_train_group_writes_each_members_run_as_train_does(tmp_path, data):
+def test_train_runs_writes_each_members_run_as_train_does(tmp_path, data):
     """Members' folders pass the store's checks, hold slim final weights unless
     keep_checkpoints, and resume (exactly from a full checkpoint, or extended from slim
     weights with the optimiser restarted) as `train` resumes a single run."""
@@ -174,20 +174,19 @@ def test_train_group_writes_each_members_run_as_train_does(tmp_path, data):
     longer = [dataclasses.replace(spec, steps=9) for spec in short]
     for keep in (True, False):
         out = tmp_path / f"group-{keep}"
-        results = train_group(short, out, data=data, device="cpu", keep_checkpoints=keep,
+        results = train_runs(short, out, data=data, device="cpu", keep_checkpoints=keep,
                               config_extra={"by": "test"})
-        assert [(r.spec.seed, r.status, r.step) for r in results] == [(0, "done", 6),
+        assert [(r.seed, r.status, r.step) for r in results] == [(0, "done", 6),
                                                                       (3, "done", 6)]
         for spec in short:
-            store = RunStore.of(spec, out)
+            store = RunView.of(spec, out)
             assert store.state(spec).kind == "done"
             assert ("optimizer" in store.load_checkpoint()) == keep
-        results = train_group(longer, out, data=data, device="cpu", keep_checkpoints=keep)
+        results = train_runs(longer, out, data=data, device="cpu", keep_checkpoints=keep)
         assert [(r.status, r.step) for r in results] == [("done", 9), ("done", 9)]
         restarted = [[w for w in r.warnings if "optimiser restarted" in w] for r in results]
         assert all(bool(w) != keep for w in restarted)         # "extended ... restarted"
-    assert [r.status for r in train_group(longer, out, data=data)] == ["skipped"] * 2
-    # the first member: the global RNG at a checkpoint is the last member's, not its own
+    assert [(r.status, r.trained) for r in train_runs(longer, out, data=data)] == [("done", 0)] * 2
     train(longer[0], tmp_path / "straight", data=data, device="cpu")
     train(short[0], tmp_path / "extended", data=data, device="cpu")
     train(longer[0], tmp_path / "extended", data=data, device="cpu")
@@ -207,7 +206,7 @@ def test_members_with_their_own_beta_equal_their_single_runs(tmp_path, data):
                     params=(("beta", beta),), log_every=2, variant="ablation")
             for seed, beta in ((0, 1.5), (3, 6.0))]
     extra = [{"ablation": {"beta_hat": 1.5}}, {"ablation": {"beta_hat": 6.0}}]
-    results = train_group(runs, tmp_path, data=data, device="cpu", member_extra=extra)
+    results = train_runs(runs, tmp_path, data=data, device="cpu", member_extra=extra)
     assert [r.status for r in results] == ["done", "done"]
     for spec, result, more in zip(runs, results, extra):
         config = read(result.run_dir / "config.json")
@@ -217,32 +216,33 @@ def test_members_with_their_own_beta_equal_their_single_runs(tmp_path, data):
         assert_rows_close(read_history(result.run_dir), want[1::2])
 
 
-def test_train_group_trains_members_at_another_step_alone(tmp_path, data):
+def test_train_runs_trains_members_at_another_step_alone(tmp_path, data):
     runs = specs("vae", seeds=(0, 3, 5, 7), steps=4, log_every=2)
     train(runs[2], tmp_path, data=data, device="cpu")                       # done
     train(dataclasses.replace(runs[3], steps=2), tmp_path, data=data, device="cpu",
           keep_checkpoints=True)                                            # at step 2
     (runs[1].run_dir(tmp_path)).mkdir(parents=True)
     (runs[1].run_dir(tmp_path) / "status.json").write_text("{")             # damaged
-    results = train_group(runs, tmp_path, data=data, device="cpu")
-    assert [(r.status, r.step) for r in results] == [
-        ("done", 4), ("failed", 0), ("skipped", 4), ("done", 4)]
+    results = train_runs(runs, tmp_path, data=data, device="cpu")
+    assert [(r.status, r.step, r.trained) for r in results] == [
+        ("done", 4, 4), ("failed", 0, 0), ("done", 4, 0), ("done", 4, 2)]
     assert "damaged run folder" in results[1].reason
     assert "seed_group" not in read(runs[0].run_dir(tmp_path) / "config.json")   # a group of one
-    repaired = train_group(runs, tmp_path, data=data, device="cpu", repair=True)
-    assert [r.status for r in repaired] == ["skipped", "done", "skipped", "skipped"]
+    repaired = train_runs(runs, tmp_path, data=data, device="cpu", repair=True)
+    assert [(r.status, r.trained) for r in repaired] == [("done", 0), ("done", 4), ("done", 0),
+                                                         ("done", 0)]
 
 
-def test_train_group_raises_a_conflict_before_writing_anything(tmp_path, data):
+def test_train_runs_raises_a_conflict_before_writing_anything(tmp_path, data):
     runs = specs("vae", steps=2)
     train(dataclasses.replace(runs[1], batch_size=2), tmp_path, data=data, device="cpu")
     with pytest.raises(RunConflict, match="batch_size"):
-        train_group(runs, tmp_path, data=data, device="cpu")
-    assert not RunStore.of(runs[0], tmp_path).exists()
+        train_runs(runs, tmp_path, data=data, device="cpu")
+    assert not RunView.of(runs[0], tmp_path).exists()
 
 
-def test_train_group_fails_a_member_alone_in_its_folder(tmp_path, data, monkeypatch):
-    step = GroupTrainer.step
+def test_train_runs_fails_a_member_alone_in_its_folder(tmp_path, data, monkeypatch):
+    step = Engine.step
 
     def first_member_goes_non_finite_at_step_2(self):
         if self.done_steps == 1 and len(self.members) == 2:
@@ -250,9 +250,9 @@ def test_train_group_fails_a_member_alone_in_its_folder(tmp_path, data, monkeypa
                 self.members[0].model.encoder.mu.weight.fill_(math.nan)
         return step(self)
 
-    monkeypatch.setattr(GroupTrainer, "step", first_member_goes_non_finite_at_step_2)
+    monkeypatch.setattr(Engine, "step", first_member_goes_non_finite_at_step_2)
     runs = specs("vae", log_every=3, checkpoint_every=3)
-    failed, done = train_group(runs, tmp_path, data=data, device="cpu")
+    failed, done = train_runs(runs, tmp_path, data=data, device="cpu")
     assert (failed.status, failed.step) == ("failed", 3)
     assert failed.reason.startswith("non-finite loss at or before step 3")
     assert "no checkpoint had been written" in failed.reason
@@ -262,12 +262,12 @@ def test_train_group_fails_a_member_alone_in_its_folder(tmp_path, data, monkeypa
     assert [row["step"] for row in read_history(failed.run_dir)] == [3]
     assert not (failed.run_dir / "model.pt").exists()
     assert [row["step"] for row in read_history(done.run_dir)] == [3, 6]
-    assert RunStore.of(runs[1], tmp_path).state(runs[1]).kind == "done"
+    assert RunView.of(runs[1], tmp_path).state(runs[1]).kind == "done"
 
 
 def test_seed_groups_pay_only_on_a_gpu():
-    assert not group_module.should_group("cpu", 10)
-    assert group_module.should_group("cuda", 10) and not group_module.should_group("cuda", 1)
+    assert not estimate.should_group("cpu", 10)
+    assert estimate.should_group("cuda", 10) and not estimate.should_group("cuda", 1)
 
 
 def test_one_adam_over_stacked_weights_equals_per_member_adams():
@@ -295,10 +295,10 @@ def test_one_adam_over_stacked_weights_equals_per_member_adams():
 def test_on_cuda_a_member_equals_its_single_run_without_host_syncs(method, data):
     cuda = torch.device("cuda")
     on_gpu = tiny_dsprites_like().to(cuda)
-    group = GroupTrainer(specs(method), on_gpu, cuda)
+    group = Engine(specs(method), on_gpu, cuda)
     group.step()                                              # warm-up outside the check
     terms = steps_without_host_sync(group.step, 4)
-    single = Trainer(group.specs[1], on_gpu, cuda)
+    single = Single(group.specs[1], on_gpu, cuda)
     for _ in range(5):
         want = single.row(single.step())
     # cuDNN convolutions use TF32 by default (rounding ~1e-3), differently grouped and single

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from disentbench import methods
-from disentbench.bench.nets import Output
+from disentbench.methods.base import Output
 from disentbench.methods.base import bernoulli_reconstruction, kl_normal
 
 # Two images of 2 pixels, two latent dimensions: small enough to compute by hand.

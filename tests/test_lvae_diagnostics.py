@@ -9,12 +9,12 @@ from torch import nn
 
 from disentbench import methods
 from disentbench.bench import diagnostics
-from disentbench.bench import train as train_module
+from disentbench.bench import engine as engine_module
 from disentbench.bench.diagnostics import ACTIVE_KL_NATS, warnings_from_history
-from disentbench.bench.nets import Output
+from disentbench.methods.base import Output
 from disentbench.bench.spec import RunSpec
-from disentbench.bench.train import Trainer, train
-from tests.helpers import tiny_dsprites_like
+from disentbench.bench.train import train
+from tests.helpers import Single, tiny_dsprites_like
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def status(run_dir):
 
 @pytest.mark.parametrize("name", ["l-vae", "l-vae-noreg", "l-vae-perdim"])
 def test_sigmas_in_their_own_group_at_sigma_lr(name, data):
-    trainer = Trainer(spec(name, lr=1e-3, params={"sigma_lr": 1e-5}), data, torch.device("cpu"))
+    trainer = Single(spec(name, lr=1e-3, params={"sigma_lr": 1e-5}), data, torch.device("cpu"))
     network, sigmas = trainer.optimizer.param_groups
     assert network["lr"] == 1e-3 and sigmas["lr"] == 1e-5
     assert [p.data_ptr() for p in network["params"]] == \
@@ -52,13 +52,13 @@ def test_sigma_lr_unset_is_the_runs_lr_and_recorded_in_config(tmp_path, data):
     result = train(spec("l-vae", steps=2, lr=3e-4), tmp_path, data=data, device="cpu")
     config = json.loads((result.run_dir / "config.json").read_text())
     assert config["method_params"]["sigma_lr"] == 3e-4
-    trainer = Trainer(spec("l-vae", lr=3e-4), data, torch.device("cpu"))
+    trainer = Single(spec("l-vae", lr=3e-4), data, torch.device("cpu"))
     assert [g["lr"] for g in trainer.optimizer.param_groups] == [3e-4, 3e-4]
 
 
 def test_methods_without_sigmas_keep_one_group(data):
     for name in ("vae", "factor-vae"):       # FactorVAE's discriminator has its own optimiser
-        trainer = Trainer(spec(name, lr=1e-3), data, torch.device("cpu"))
+        trainer = Single(spec(name, lr=1e-3), data, torch.device("cpu"))
         assert len(trainer.optimizer.param_groups) == 1
 
 
@@ -93,7 +93,7 @@ def test_sigma_lr_zero_freezes_sigma_and_is_the_vae_plus_two(tmp_path, data):
 def test_sigma_lr_is_what_adam_uses_for_sigma(data):
     """One step at sigma_lr s moves each log σ² by about s (Adam's first step is lr·sign(g))."""
     for rate in (1e-2, 1e-3):
-        trainer = Trainer(spec("l-vae", lr=1e-4, params={"sigma_lr": rate}), data,
+        trainer = Single(spec("l-vae", lr=1e-4, params={"sigma_lr": rate}), data,
                           torch.device("cpu"))
         trainer.step()
         assert trainer.method.log_var.detach().abs().tolist() == pytest.approx([rate, rate],
@@ -104,7 +104,7 @@ def test_sigma_lr_is_what_adam_uses_for_sigma(data):
 
 @pytest.mark.parametrize("name", methods.available())
 def test_every_method_logs_kl_per_dimension_and_active_dims(name, data):
-    trainer = Trainer(spec(name, latent_dim=6), data, torch.device("cpu"))
+    trainer = Single(spec(name, latent_dim=6), data, torch.device("cpu"))
     row = trainer.row(trainer.step())
     kl = [row[f"kl_{j}"] for j in range(6)]
     assert "kl_6" not in row
@@ -195,7 +195,7 @@ def test_lvae_falls_into_the_collapse_attractor_and_is_warned_vae_is_not(tmp_pat
     """With fast σ (sigma_lr 0.1, network lr 3e-4) σ1² tracks sqrt(KL) down while σ0² tracks
     sqrt(L_R) up: β̂ = σ0²/σ1² grows as the KL shrinks, the KL is priced out and stays at ~0 to
     the end; the VAE on the same seed, network and lr opens every latent dimension."""
-    monkeypatch.setattr(train_module, "VAE", SmallVAE)
+    monkeypatch.setattr(engine_module, "VAE", SmallVAE)
     kw = dict(steps=200, log_every=25, latent_dim=4, lr=3e-4)
     lvae = train(spec("l-vae", params={"sigma_lr": 0.1}, **kw), tmp_path, data=data,
                  device="cpu")

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from disentbench import methods
-from disentbench.bench.nets import VAE, Output
+from disentbench.bench.nets import VAE
+from disentbench.methods.base import Output
 from disentbench.methods.base import TrainContext
 from disentbench.methods.beta_tcvae import importance_weights
 from disentbench.methods.factor_vae import permute_dims
@@ -47,6 +48,10 @@ def bound(name, latent_dim=D, dataset_size=10, model=None, sample_batch=None, **
     method.bind(TrainContext(model=model, latent_dim=latent_dim, dataset_size=dataset_size,
                              steps=100, sample_batch=sample_batch, device=torch.device("cpu")))
     return method
+
+
+def float_setpoint(method, step) -> float:
+    return float(method.setpoint_at(step))
 
 
 def test_every_method_is_registered_and_all_is_the_paper_set():
@@ -107,9 +112,8 @@ def test_factor_vae_gradients_stay_on_their_side():
 
 def test_factor_vae_discriminator_is_not_in_the_harness_optimiser():
     from disentbench.bench.spec import RunSpec
-    from disentbench.bench.train import Trainer
-    from tests.helpers import tiny_dsprites_like
-    trainer = Trainer(RunSpec("factor-vae", "tiny", 0, 1, batch_size=4), tiny_dsprites_like(),
+    from tests.helpers import Single, tiny_dsprites_like
+    trainer = Single(RunSpec("factor-vae", "tiny", 0, 1, batch_size=4), tiny_dsprites_like(),
                       torch.device("cpu"))
     in_adam = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
     assert in_adam == {id(p) for p in trainer.model.parameters()}
@@ -222,13 +226,12 @@ def test_factor_vae_second_batch_codes_are_sampled_from_the_posterior(monkeypatc
 
 def test_factor_vae_takes_one_discriminator_step_and_two_batches_per_training_step():
     from disentbench.bench.spec import RunSpec
-    from disentbench.bench.train import Trainer
-    from tests.helpers import tiny_dsprites_like
+    from tests.helpers import Single, tiny_dsprites_like
     data = tiny_dsprites_like()
     drawn = []
     sample_batch = data.sample_batch
     data.sample_batch = lambda n, generator: drawn.append(n) or sample_batch(n, generator)
-    trainer = Trainer(RunSpec("factor-vae", "tiny", 0, 3, batch_size=4), data,
+    trainer = Single(RunSpec("factor-vae", "tiny", 0, 3, batch_size=4), data,
                       torch.device("cpu"))
     for _ in range(3):
         trainer.step()
@@ -358,10 +361,10 @@ def test_control_vae_loss_uses_beta_from_this_steps_kl():
 
 def test_control_vae_setpoint_steps_up_every_5000_iterations():
     method = methods.create("control-vae")
-    assert method.setpoint_at(0) == 0.5 and method.setpoint_at(4998) == 0.5
-    assert method.setpoint_at(4999) == pytest.approx(0.65)            # iteration 5000
-    assert method.setpoint_at(10_000) == pytest.approx(0.8)
-    assert method.setpoint_at(10_000_000) == 18.0
+    assert float_setpoint(method, 0) == 0.5 and float_setpoint(method, 4998) == 0.5
+    assert float_setpoint(method, 4999) == pytest.approx(0.65)            # iteration 5000
+    assert float_setpoint(method, 10_000) == pytest.approx(0.8)
+    assert float_setpoint(method, 10_000_000) == 18.0
 
 
 def test_control_vae_beta_rises_above_and_falls_to_floor_below_without_windup():
@@ -427,12 +430,12 @@ def test_dynamic_vae_beta_falls_to_its_floor_and_leaves_it_when_kl_exceeds_c():
 
 def test_dynamic_vae_setpoint_ramps_in_every_window_after_the_first():
     method = methods.create("dynamic-vae")
-    assert method.setpoint_at(0) == 0.5 and method.setpoint_at(5998) == 0.5   # iteration 5999
-    assert method.setpoint_at(5999) == pytest.approx(0.5 + 0.15 / 1000)       # iteration 6000
-    assert method.setpoint_at(6998) == pytest.approx(0.65)                    # ramp done
-    assert method.setpoint_at(11_998) == pytest.approx(0.65)                  # flat until 12000
-    assert method.setpoint_at(11_999) == pytest.approx(0.65 + 0.15 / 1000)
-    assert method.setpoint_at(10_000_000) == 20.0
+    assert float_setpoint(method, 0) == 0.5 and float_setpoint(method, 5998) == 0.5   # iteration 5999
+    assert float_setpoint(method, 5999) == pytest.approx(0.5 + 0.15 / 1000)       # iteration 6000
+    assert float_setpoint(method, 6998) == pytest.approx(0.65)                    # ramp done
+    assert float_setpoint(method, 11_998) == pytest.approx(0.65)                  # flat until 12000
+    assert float_setpoint(method, 11_999) == pytest.approx(0.65 + 0.15 / 1000)
+    assert float_setpoint(method, 10_000_000) == 20.0
 
 
 # --- σ-VAE -------------------------------------------------------------------------------------

@@ -10,8 +10,8 @@ import torch
 
 from disentbench.bench import precision
 from disentbench.bench.spec import RunSpec
-from disentbench.bench.train import Trainer, train
-from tests.helpers import tiny_dsprites_like
+from disentbench.bench.train import train
+from tests.helpers import Single, tiny_dsprites_like
 
 CPU = torch.device("cpu")
 
@@ -40,7 +40,7 @@ def test_auto_on_cuda_follows_the_gpus_bf16_support():
 
 
 def test_bf16_forward_returns_fp32_and_losses_stay_fp32(data):
-    trainer = Trainer(RunSpec(method="l-vae", dataset="tiny", seed=0, steps=5, batch_size=8),
+    trainer = Single(RunSpec(method="l-vae", dataset="tiny", seed=0, steps=5, batch_size=8),
                       data, CPU, "bf16")
     out = precision.forward(trainer.model, trainer.sample_batch(), "bf16")
     assert all(t.dtype == torch.float32 for t in out)
@@ -51,7 +51,7 @@ def test_bf16_forward_returns_fp32_and_losses_stay_fp32(data):
 
 def test_bf16_training_reaches_the_fp32_loss(data):
     def losses(mode):
-        trainer = Trainer(RunSpec(method="vae", dataset="tiny", seed=0, steps=50, batch_size=8),
+        trainer = Single(RunSpec(method="vae", dataset="tiny", seed=0, steps=50, batch_size=8),
                           data, CPU, mode)
         return torch.tensor([trainer.step()["loss"].item() for _ in range(50)])
 
@@ -72,13 +72,13 @@ def test_bf16_on_a_cpu_trains_channels_last_with_the_same_values(data, monkeypat
     """The layout is a speed choice only: channels-last bf16 follows contiguous bf16 within
     bf16 rounding, for single runs and seed groups (measured: equal here; oneDNN computes both
     in its own blocked layout)."""
-    from disentbench.bench.group import GroupTrainer
+    from disentbench.bench.engine import Engine
     specs = [RunSpec(method="beta-vae", dataset="tiny", seed=s, steps=10, batch_size=8)
              for s in (0, 1)]
 
     def run(group):
-        trainer = (GroupTrainer(specs, data, CPU, "bf16") if group
-                   else Trainer(specs[0], data, CPU, "bf16"))
+        trainer = (Engine(specs, data, CPU, "bf16") if group
+                   else Single(specs[0], data, CPU, "bf16"))
         for _ in range(10):
             terms = trainer.step()
         single = trainer.members[0] if group else trainer
@@ -102,7 +102,7 @@ def test_bf16_on_a_cpu_feeds_rgb_batches_channels_last():
     images = torch.randint(0, 256, (32, 3, 64, 64), dtype=torch.uint8)
     rgb = GroundTruthData("rgb", ["index"], [32], images, pixel_max=255)
     spec = RunSpec(method="vae", dataset="rgb", seed=0, steps=2, batch_size=4)
-    x = Trainer(spec, rgb, CPU, "bf16").sample_batch()
+    x = Single(spec, rgb, CPU, "bf16").sample_batch()
     assert x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-    assert Trainer(spec, rgb, CPU, "fp32").sample_batch().is_contiguous()
-    Trainer(spec, rgb, CPU, "bf16").step()
+    assert Single(spec, rgb, CPU, "fp32").sample_batch().is_contiguous()
+    Single(spec, rgb, CPU, "bf16").step()

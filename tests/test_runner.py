@@ -16,9 +16,11 @@ import pytest
 import torch
 
 from disentbench import metrics
-from disentbench.bench import runner
+from disentbench.bench import estimate
+from disentbench.bench.plan import Options
 from disentbench.bench.cli import main
 from disentbench.bench.spec import RunSpec
+from tests.helpers import tiny_dsprites_like
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -126,18 +128,20 @@ def test_seed_groups_train_each_run_into_its_own_folder_as_a_single_run_would(tm
 def test_group_seeds_auto_groups_where_the_device_rule_and_a_timed_probe_say_so(monkeypatch,
                                                                                 tmp_path):
     seeds = [RunSpec("vae", "tiny", seed, 10) for seed in range(12)]
-    auto = runner.Options(out=tmp_path, device="cpu", group_seeds=None)
-    assert runner.group_size(seeds, auto) == 1                          # never on a CPU
-    assert runner.group_size(seeds, dataclasses.replace(auto, group_seeds=3)) == 3
-    monkeypatch.setattr(runner, "should_group", lambda device, n: n > 1)   # as on a GPU
+    auto = Options(out=tmp_path, device="cpu", group_seeds=None)
+    data = {"tiny": tiny_dsprites_like()}
+    assert estimate.group_size(seeds, auto, data) == 1                  # never on a CPU
+    assert estimate.group_size(seeds, dataclasses.replace(auto, group_seeds=3), data) == 3
+    monkeypatch.setattr(estimate, "should_group", lambda device, n: n > 1)   # as on a GPU
     per_member = {1: 1.0, 10: 0.2, 4: 0.3}
-    monkeypatch.setattr(runner, "_probe", lambda spec, options, members=1: per_member[members])
-    assert runner.group_size(seeds, auto) == runner.AUTO_SIZE == 10
-    assert runner.group_size(seeds[:4], auto) == 4                      # the cell's seeds
+    monkeypatch.setattr(estimate, "probe",
+                        lambda spec, data, options, members=1: per_member[members])
+    assert estimate.group_size(seeds, auto, data) == estimate.AUTO_SIZE == 10
+    assert estimate.group_size(seeds[:4], auto, data) == 4              # the cell's seeds
     per_member[10] = 1.5                                                # groups cost more
-    assert runner.group_size(seeds, auto) == 1
+    assert estimate.group_size(seeds, auto, data) == 1
     per_member[10] = None                                               # the probe failed
-    assert runner.group_size(seeds, auto) == 1
+    assert estimate.group_size(seeds, auto, data) == 1
 
 
 def test_failed_runs_are_recorded_listed_and_retried_only_when_asked(tmp_path, capsys):

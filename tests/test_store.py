@@ -9,7 +9,7 @@ from disentbench import methods
 from disentbench.bench.report.load import read_results
 from disentbench.bench.evaluate import evaluate, evaluate_run, load_model
 from disentbench.bench.spec import RunSpec
-from disentbench.bench.store import RunDamaged, RunStore
+from disentbench.bench.store import RunDamaged, RunView
 from disentbench.bench.train import train
 from disentbench.methods.base import Method, kl_normal
 from tests.helpers import tiny_dsprites_like
@@ -117,7 +117,7 @@ def test_report_refuses_a_damaged_history(tmp_path, data, cut, message):
     assert row["status"] == "damaged" and "history.csv" in row["reason"]
     assert message in row["reason"]
     with pytest.raises(RunDamaged, match="history.csv"):
-        RunStore(run).read_history(validate_against_status=True)
+        RunView(run).read_history(validate_against_status=True)
 
 
 @pytest.mark.parametrize("text", ["null", "[]", '{"status": ', '{"status": "done", "step": "4"}'])
@@ -129,8 +129,8 @@ def test_non_object_status_json_is_damage_not_a_traceback(tmp_path, data, text):
     assert (run / "status.json").read_text() == text                 # left as evidence
     row = read_results(tmp_path).runs.iloc[0]
     assert row["status"] == "damaged" and "status.json" in row["reason"]
-    assert RunStore(run).read_status()["status"] == "damaged"
-    assert RunStore(run).state(spec()).kind == "damaged"
+    assert RunView(run).read_status()["status"] == "damaged"
+    assert RunView(run).state(spec()).kind == "damaged"
 
 
 @pytest.mark.parametrize("text", ["null", "[]", "{\"metrics\": [1]}"])
@@ -147,7 +147,7 @@ def test_non_object_metrics_json_is_recomputed_with_a_warning(tmp_path, data, te
 # ---- classification, repair, failures ----------------------------------------------------------
 
 def test_state_follows_the_life_of_a_run(tmp_path, data):
-    store = RunStore.of(spec(), tmp_path)
+    store = RunView.of(spec(), tmp_path)
     assert store.state(spec()).kind == "new"
     finished(tmp_path, data)
     done = store.state(spec())
@@ -167,7 +167,7 @@ def test_repair_moves_the_damaged_folder_aside_and_trains_again(tmp_path, data):
     assert len(aside) == 1 and (aside[0] / "model.pt").is_file()
     assert "moved to seed0.damaged-" in store_warnings(result)[0]
     assert read(run / "status.json")["warnings"] == result.warnings
-    assert RunStore(run).state(spec()).kind == "done"
+    assert RunView(run).state(spec()).kind == "done"
     assert len(read_results(tmp_path).runs) == 1                       # the moved folder is not a run
 
 
@@ -262,7 +262,7 @@ def test_extending_a_finished_run_says_it_restarts_the_optimiser(tmp_path, data)
     assert "extended from step 4 to 6 with the optimiser restarted" in store_warnings(result)[0]
     status = read(result.run_dir / "status.json")
     assert status["warnings"] == result.warnings
-    assert [row["step"] for row in RunStore(result.run_dir).read_history()] == [2, 4, 6]
+    assert [row["step"] for row in RunView(result.run_dir).read_history()] == [2, 4, 6]
 
 
 def test_a_crash_between_checkpoint_and_status_resumes_from_the_checkpoint(tmp_path, data):
@@ -275,7 +275,7 @@ def test_a_crash_between_checkpoint_and_status_resumes_from_the_checkpoint(tmp_p
           keep_checkpoints=True, progress=keep_status)
     history = (run / "history.csv").read_text()
     (run / "status.json").write_text(earlier[2])           # at step 6: checkpoint 4, 2 rows
-    state = RunStore(run).state(spec(steps=8))
+    state = RunView(run).state(spec(steps=8))
     assert (state.kind, state.step, len(state.history)) == ("resumable", 8, 4)
     result = train(spec(steps=8), tmp_path, data=data, device="cpu")
     assert result.status == "done" and result.step == 8 and not store_warnings(result)

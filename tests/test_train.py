@@ -11,7 +11,7 @@ from disentbench.bench.spec import RunSpec
 from disentbench.bench.store import RunConflict
 from disentbench.bench.train import train
 from disentbench.methods.base import Method, kl_normal
-from tests.helpers import steps_without_host_sync, tiny_dsprites_like
+from tests.helpers import Single, steps_without_host_sync, tiny_dsprites_like
 
 
 def read_history(run_dir):
@@ -79,7 +79,8 @@ def test_resume_continues_exactly(tmp_path, data):
 
 def test_finished_run_is_skipped(tmp_path, data):
     train(spec(), tmp_path, data=data, device="cpu")
-    assert train(spec(), tmp_path, data=data, device="cpu").status == "skipped"
+    again = train(spec(), tmp_path, data=data, device="cpu")
+    assert (again.status, again.step, again.trained) == ("done", 20, 0)
 
 
 def test_different_run_in_the_folder_is_a_conflict(tmp_path, data):
@@ -136,11 +137,11 @@ def test_run_spec_rejects_impossible_values():
 @pytest.mark.parametrize("method", methods.available())
 def test_on_cuda_a_training_step_never_waits_for_the_host(method, precision):
     """Issue 12: no host sync per step; values reach the host only on logging steps (`row`)."""
-    from disentbench.bench.train import Trainer
+    from tests.helpers import Single
     cuda = torch.device("cuda")
     data = tiny_dsprites_like().to(cuda)
     assert data.images.is_cuda and data.images.dtype == torch.uint8     # resident, as uint8
-    trainer = Trainer(RunSpec(method=method, dataset="tiny", seed=0, steps=10, batch_size=8),
+    trainer = Single(RunSpec(method=method, dataset="tiny", seed=0, steps=10, batch_size=8),
                       data, cuda, precision)
     trainer.step()                                             # warm-up outside the check
     terms = steps_without_host_sync(trainer.step, 3)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from disentbench import methods
-from disentbench.bench.store import RunDamaged, RunStore
+from disentbench.bench.store import RunDamaged, RunView
 
 # Logged history columns whose final value goes into the runs table.
 FINAL_VALUES = ("loss", "recon", "kl", "beta", "C", "beta_hat", "sigma0", "sigma1")
@@ -43,7 +43,7 @@ def read_results(out) -> Results:
 def _read_run(out: Path, run: Path):
     """One runs-table row, its history and what could not be read, through the store's checked
     readers: a damaged file is named, never trusted."""
-    store, trouble = RunStore(run), []
+    store, trouble = RunView(run), []
     status = store.read_status()
     if status.get("status") == "damaged":
         trouble.append(status["reason"])

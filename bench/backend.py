@@ -1,0 +1,214 @@
+"""Where the plan's units run, with a progress bar, a line per finished run and a summary.
+
+Backends, both through joblib, run `worker.run_unit` on each unit:
+- `local`: loky worker processes on this machine (`jobs` of them, each with `threads` torch,
+  BLAS/OpenMP and numba threads); on a GPU several processes share the device.
+- `dask`: joblib's Dask backend, on an existing cluster (`scheduler` address) or a LocalCluster of
+  `jobs` single-threaded worker processes.
+The only shared state is the results folder, so results do not depend on the scheduling.
+Workers on this machine report steps and finished runs through a queue; the results a unit
+returns close what the queue did not report.
+"""
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import multiprocessing
+import signal
+import threading
+from dataclasses import dataclass
+
+import joblib
+import torch
+from tqdm.auto import tqdm
+
+from disentbench.bench import worker
+from disentbench.bench.plan import GridError, Options, Plan, key
+from disentbench.bench.session import mark_stopped
+from disentbench.bench.store import RunView, Status
+from disentbench.bench.train import RunResult
+
+# Worker processes sharing one GPU. Measured on an H200: one harness process 11.8k images/s,
+# four at once 10.7-11.0k each, about 43k together.
+GPU_JOBS = 4
+
+
+def default_jobs(device) -> int:
+    """Worker processes by default: one per core on a CPU, `GPU_JOBS` sharing a GPU."""
+    return joblib.cpu_count() if torch.device(device).type == "cpu" else GPU_JOBS
+
+
+@dataclass
+class Report:
+    results: list[RunResult]
+    interrupted: list[str] | None = None   # after Ctrl-C: "<run>: step N" of the stopped runs
+
+    @property
+    def failed(self) -> bool:
+        return any(r.status == Status.FAILED for r in self.results)
+
+
+def connect(options: Options):
+    """The Dask client of `options` (raises GridError if its scheduler cannot be reached);
+    None for the local backend. Without a scheduler address: a LocalCluster of `jobs`
+    single-threaded worker processes."""
+    if options.backend != "dask":
+        return None
+    from dask.distributed import Client, LocalCluster
+    if options.scheduler:
+        try:
+            return Client(options.scheduler, timeout="10s")
+        except (OSError, TimeoutError, ValueError) as err:
+            raise GridError(f"cannot reach the Dask scheduler at {options.scheduler} ({err}); "
+                            f"start it (`dask scheduler`) or leave out --scheduler for a local "
+                            f"cluster") from None
+    ctrl_c = signal.signal(signal.SIGINT, signal.SIG_IGN)     # the workers inherit: Ctrl-C
+    try:                                                        # is the parent's to handle
+        cluster = LocalCluster(n_workers=options.jobs, threads_per_worker=1, processes=True,
+                               dashboard_address=None, silence_logs=logging.ERROR)
+    finally:
+        signal.signal(signal.SIGINT, ctrl_c)
+    return Client(cluster)
+
+
+def close(client) -> None:
+    """Close `client`, and its LocalCluster (which stops the worker processes) if it has one."""
+    client.close()
+    if getattr(client, "cluster", None) is not None:
+        client.cluster.close()
+
+
+def run(plan: Plan) -> Report:
+    """Run the plan's units on local processes or Dask (raises GridError if the scheduler
+    cannot be reached), with a progress bar and a line per finished run. Ctrl-C stops the
+    workers and marks the runs they were training as interrupted (on an existing Dask cluster,
+    its workers finish the runs they hold)."""
+    options = plan.options
+    client = connect(options)
+    if client is not None or options.jobs > 1:
+        worker._DATA.clear()            # the workers load their own; free this process's copy
+    with contextlib.ExitStack() as stack:
+        if client is not None:
+            stack.callback(close, client)
+        progress = Progress(stack.enter_context(tqdm(total=plan.steps, unit="step",
+                                                     dynamic_ncols=True, desc="training")), plan)
+        queue = None
+        if not options.scheduler:                      # the workers are on this machine
+            queue = stack.enter_context(multiprocessing.Manager()).Queue()
+            drain = threading.Thread(target=progress.drain, args=(queue,), daemon=True)
+            drain.start()
+            stack.callback(drain.join)
+            stack.callback(queue.put, None)
+        stack.enter_context(joblib.parallel_config(
+            backend="dask" if client is not None else "loky",
+            n_jobs=options.jobs if client is None else -1))
+        parallel = joblib.Parallel(return_as="generator_unordered")
+        try:
+            for results in parallel(joblib.delayed(worker.run_unit)(unit, options, queue)
+                                    for unit in plan.units):
+                for result in results:      # those the queue has not reported already
+                    progress.finished(result)
+        except KeyboardInterrupt:
+            progress.bar.close()
+            if client is not None:
+                close(client)               # a LocalCluster's workers stop here
+            return Report(in_order(progress.results, plan), mark_interrupted(plan))
+    return Report(in_order(progress.results, plan))
+
+
+def in_order(results: list[RunResult], plan: Plan) -> list[RunResult]:
+    rank = {name: i for i, name in enumerate(plan.order)}
+    return sorted(results, key=lambda r: rank.get(r.name, len(rank)))
+
+
+def mark_interrupted(plan: Plan) -> list[str]:
+    """After Ctrl-C (the workers are stopped): note in every status left `running` that its
+    process is gone (it stays resumable)."""
+    if plan.options.scheduler:
+        return []
+    out, stopped = plan.options.out, []
+    for unit in plan.units:
+        specs = list(unit.specs)
+        specs += [made[0] for spec in unit.specs for rule in unit.derived
+                  if (made := rule.derive(spec, out)) is not None]
+        for spec in specs:
+            step = mark_stopped(RunView.of(spec, out))
+            if step is not None:
+                stopped.append(f"{key(spec)}: step {step}")
+    return stopped
+
+
+class Progress:
+    """The bar over the steps left to train, the runs done, a line per finished run. Workers
+    report ("steps", runs, n) and ("finished", result) through a queue, drained by a thread;
+    the results returned by the units close what the queue did not."""
+
+    def __init__(self, bar, plan: Plan):
+        self.bar, self.runs, self.results = bar, plan.runs, list(plan.settled)
+        self.lock, self.counted, self.closed = threading.Lock(), collections.defaultdict(int), set()
+        self.expected = {name: steps for unit in plan.units      # run -> steps it has left
+                         for name, steps in unit.left.items()}
+        self.bar.set_postfix_str(f"runs {len(self.results)}/{self.runs}")
+
+    def drain(self, queue) -> None:
+        while (item := queue.get()) is not None:
+            if item[0] == "steps":
+                self.steps(*item[1:])
+            else:
+                self.finished(item[1])
+
+    def steps(self, names: list[str], n: int) -> None:
+        """`n` steps trained by the runs `names` together (a seed group), shared among those
+        not finished yet."""
+        with self.lock:
+            open_ = [name for name in names if name not in self.closed]
+            for name in open_:
+                self.counted[name] += n / len(open_)
+            if open_:
+                self.bar.update(n)
+
+    def finished(self, result: RunResult) -> None:
+        with self.lock:
+            if result.name in self.closed:
+                return
+            self.closed.add(result.name)
+            self.bar.update(max(0, round(self.expected.get(result.name, 0)
+                                       - self.counted[result.name])))
+            self.results.append(result)
+            self.bar.set_postfix_str(f"runs {len(self.results)}/{self.runs}")
+            self.bar.write(line(result))
+
+
+def line(result: RunResult) -> str:
+    text = f"{result.status:6} {result.name}: {result.work}"
+    if result.seconds:
+        text += f" ({result.seconds:.1f} s)"
+    return text + (f": {result.reason}" if result.reason else "")
+
+
+def summary(results: list[RunResult]) -> str:
+    """Counts, the failed runs with their reasons, and a method x dataset table of
+    done / failed / seconds."""
+    failed = [r for r in results if r.status == Status.FAILED]
+    trained = sum(r.status == Status.DONE and not r.earlier for r in results)
+    already = sum(r.status == Status.DONE and r.earlier for r in results)
+    lines = [f"{len(results)} runs: {trained} trained or evaluated now, {already} already done, "
+             f"{len(failed)} failed"]
+    lines += [f"  failed: {r.name}: {r.reason} ({r.work})" for r in failed]
+    if not results:
+        return lines[0]
+    labels = list(dict.fromkeys(r.label for r in results))
+    names = list(dict.fromkeys(r.dataset for r in results))
+    cells = collections.defaultdict(lambda: [0, 0, 0.0])
+    for r in results:
+        cell = cells[(r.label, r.dataset)]
+        cell[0 if r.status == Status.DONE else 1] += 1
+        cell[2] += r.seconds
+    width = max(len(label) for label in labels)
+    lines.append("done / failed / seconds".rjust(width) + "".join(f"  {n:>22}" for n in names))
+    for label in labels:
+        row = "".join(f"  {f'{c[0]} / {c[1]} / {c[2]:.0f}':>22}"
+                      for c in (cells[(label, n)] for n in names))
+        lines.append(label.ljust(width) + row)
+    return "\n".join(lines)
