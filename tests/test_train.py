@@ -136,8 +136,7 @@ def test_run_spec_rejects_impossible_values():
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 @pytest.mark.parametrize("method", methods.available())
 def test_on_cuda_a_training_step_never_waits_for_the_host(method, precision):
-    """Issue 12: no host sync per step; values reach the host only on logging steps (`row`)."""
-    from tests.helpers import Single
+    """No host sync per step; values reach the host only on logging steps (`row`)."""
     cuda = torch.device("cuda")
     data = tiny_dsprites_like().to(cuda)
     assert data.images.is_cuda and data.images.dtype == torch.uint8     # resident, as uint8
@@ -146,3 +145,25 @@ def test_on_cuda_a_training_step_never_waits_for_the_host(method, precision):
     trainer.step()                                             # warm-up outside the check
     terms = steps_without_host_sync(trainer.step, 3)
     assert math.isfinite(trainer.row(terms)["loss"])
+
+
+@pytest.mark.parametrize("method", ["control-vae", "dynamic-vae"])
+def test_the_step_count_schedules_read_is_a_device_tensor_that_advances_and_resumes(method,
+                                                                                    data):
+    """ControlVAE's and DynamicVAE's set-points follow the engine's step count (a device
+    tensor, so that a captured step would not freeze it), also after a resume."""
+    params = ({"c_every": 2, "c_step": 0.5, "c_start": 0.5} if method == "control-vae" else
+              {"c_period": 2, "c_ramp_steps": 1, "c_step": 0.5, "c_start": 0.5})
+    run = spec(method, steps=6, batch_size=4, params=tuple(params.items()))
+    single = Single(run, data)
+    assert single.step_count.device == single.device and single.step_count.dtype == torch.long
+    rows = [single.row(single.step()) for _ in range(3)]
+    state = single.state_dict()
+    rows += [single.row(single.step()) for _ in range(3)]
+    want = [float(single.method.setpoint_at(step)) for step in range(6)]
+    assert [row["C"] for row in rows] == pytest.approx(want)
+    assert want[0] < want[-1]                                  # the schedule did move
+    resumed = Single(run, data)
+    resumed.load_state_dict(state)
+    assert int(resumed.step_count) == 3
+    assert [resumed.row(resumed.step())["C"] for _ in range(3)] == pytest.approx(want[3:])
