@@ -150,6 +150,9 @@ class Progress:
         self.expected = {name: steps for unit in plan.units      # run -> steps it has left
                          for name, steps in unit.left.items()}
         self.bar.set_postfix_str(f"runs {len(self.results)}/{self.runs}")
+        for result in plan.settled:               # what the plan found worth a line
+            if result.reason:
+                self.bar.write(line(result))
 
     def drain(self, queue) -> None:
         while (item := queue.get()) is not None:

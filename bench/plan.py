@@ -171,12 +171,19 @@ def _read(spec: RunSpec, options: Options) -> tuple[RunResult | None, int]:
         state = RunView.of(spec, options.out).state(spec)
     except RunConflict as err:
         raise GridError(str(err)) from None
+    except OSError as err:           # e.g. permissions removed: this run fails, the grid goes on
+        return RunResult.of(spec, options.out, Status.FAILED, reason=(
+            f"cannot read its folder {spec.run_dir(options.out)} ({err.strerror or err}); "
+            f"fix its permissions and rerun")), 0
     if state.kind == Status.FAILED and not options.retry_failed:
         return RunResult.of(spec, options.out, Status.FAILED, step=state.step,
                             reason=state.message or "no reason recorded", earlier=True), 0
     if state.kind == Status.DONE:
         if not _pending(spec, state, options):
-            return RunResult.of(spec, options.out, Status.DONE, step=state.step,
+            more = (f"it holds {state.step} steps, more than the {spec.steps} asked; its "
+                    f"{state.step}-step model is the one reported" if state.step > spec.steps
+                    else "")
+            return RunResult.of(spec, options.out, Status.DONE, step=state.step, reason=more,
                                 warnings=state.warnings, earlier=True), 0
         return None, 0
     start = state.checkpoint["step"] if state.checkpoint else 0      # where training resumes

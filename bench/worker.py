@@ -111,7 +111,9 @@ def evaluated(result: RunResult, data, options: Options) -> RunResult:
     if errors:
         return dataclasses.replace(result, status=Status.FAILED, seconds=seconds(),
                                    reason="evaluation failed: " + "; ".join(errors))
-    return dataclasses.replace(result, evaluated=True, seconds=seconds())
+    notes = "; ".join(evaluation.get("notes", []))
+    return dataclasses.replace(result, evaluated=True, seconds=seconds(),
+                               reason="; ".join(filter(None, [result.reason, notes])))
 
 
 def tell(queue, *item) -> None:
