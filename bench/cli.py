@@ -19,7 +19,7 @@ import torch
 from disentbench import methods
 from disentbench.bench import data as datasets
 from disentbench.bench import evaluate as evaluation
-from disentbench.bench import grid, report, runner
+from disentbench.bench import grid, paths, report, runner
 from disentbench.bench import precision as precisions
 from disentbench.bench.group import AUTO_SIZE
 from disentbench.bench.profiles import FACTORS, PROFILES, default_profile
@@ -113,6 +113,9 @@ def config_argv(path: str, parser: argparse.ArgumentParser) -> list[str]:
         table = tomllib.loads(Path(path).read_text())
     except OSError as err:
         raise UsageError(f"--config {path}: cannot read it ({err.strerror})") from None
+    except UnicodeDecodeError as err:
+        raise UsageError(f"--config {path}: not UTF-8 text (byte {err.object[err.start]:#04x} at "
+                         f"offset {err.start}); save it as UTF-8") from None
     except tomllib.TOMLDecodeError as err:
         raise UsageError(f"--config {path}: not valid TOML ({err})") from None
     actions = {a.dest: a for a in parser._actions if a.dest not in ("help", "config", "param")}
@@ -149,15 +152,29 @@ def _config_params(path: str, value) -> list[str]:
 def parse(argv: list[str]) -> argparse.Namespace:
     """Flags over `--config` over defaults (the profile fills what neither sets, later)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _parse_args(parser, argv)
     if args.config:
         from_file = config_argv(args.config, parser)
         try:
             parser.parse_args(from_file)
         except UsageError as err:
             raise UsageError(f"--config {args.config}: {err}") from None
-        args = parser.parse_args(from_file + argv)
+        args = _parse_args(parser, from_file + argv)
     return args
+
+
+def _parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """argparse's parse, with a hint where a value starting with '-' was taken for a flag
+    (`--lr -1e-3`: argparse wants `--lr=-1e-3`)."""
+    try:
+        return parser.parse_args(argv)
+    except UsageError as err:
+        if "expected one argument" in str(err):
+            for flag, value in zip(argv, argv[1:]):
+                if flag.startswith("--") and flag in str(err) and value.startswith("-"):
+                    raise UsageError(f"{err}; a value that starts with '-' must be attached "
+                                     f"with '=': {flag}={value}") from None
+        raise
 
 
 def _names(text: str, valid: list[str], everything: list[str], kind: str,
@@ -182,6 +199,9 @@ def metric_names(text: str, device) -> list[str]:
     if text.strip() == "none":
         return []
     names = [n.strip() for n in text.split(",") if n.strip()]
+    if "none" in names:
+        raise UsageError(f"--metrics {text}: 'none' means no metric and cannot be combined with "
+                         f"other names; give --metrics none alone, or only the metrics to compute")
     auto = evaluation.default_names(device) if "auto" in names else []
     rest = ",".join(n for n in names if n != "auto")
     chosen = _names(rest, valid, valid, "metric", ", or 'auto', 'all', 'none'") if rest else []
@@ -232,6 +252,9 @@ def _check_writable(out: str) -> Path:
     if not out.strip():
         raise UsageError("--out is empty; name a results folder, e.g. --out results")
     path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"--out {out} is a file, not a folder; name a results folder (it is "
+                         f"created if missing)")
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
@@ -297,10 +320,11 @@ def group_seeds(text: str) -> int | None:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["report"]:
-        return report.main(argv[1:])
+        return report.main(argv[1:], prog=f"{build_parser().prog} report")
     try:
         return _run(argv)
-    except (UsageError, runner.GridError) as err:
+    except (UsageError, runner.GridError, grid.TooLarge, paths.OutsideResults,
+            report.ReportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -317,6 +341,7 @@ def _run(argv: list[str]) -> int:
     data_names = _names(args.datasets, datasets.available(), datasets.available(), "dataset")
     params = parse_params(args.param, chosen_methods)
     names = metric_names(chosen["metrics"], device)
+    grid.check_size(args.seeds, chosen_methods, data_names, args.ablation != "none")
     out = _check_writable(args.out)
     options = _options(args, device, chosen, names, out, profile)
     # loaded here for the checks and the ETA probe; on the CPU when the workers are elsewhere
@@ -325,6 +350,9 @@ def _run(argv: list[str]) -> int:
     specs = grid.expand(chosen_methods, data_names, args.seeds, chosen, params,
                         {name: data.num_factors if data.has_factors else 0
                          for name, data in loaded.items()})
+    for folder in [*grid.run_folders(specs, out, options.ablation),
+                   *(out / name for name in report.FOLDERS)]:
+        paths.check_inside(out, folder)
     plan = runner.prepare(specs, options)
     _print_plan(plan, profile, chosen, options, len(chosen_methods), len(data_names), args.seeds)
     result = runner.run(plan)

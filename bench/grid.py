@@ -14,6 +14,28 @@ from disentbench.bench.spec import RunSpec
 ABLATION_SOURCE = "l-vae"
 ABLATION_METHOD = "beta-vae"
 ABLATION_LABEL = "beta-vae-fixed-beta-hat"
+# The most seeds, and runs, one grid takes: checked before anything is built.
+MAX_SEEDS = 1000
+MAX_RUNS = 20000
+
+
+class TooLarge(Exception):
+    """The grid passes MAX_SEEDS or MAX_RUNS; the message says how to split it."""
+
+
+def check_size(seeds: int, method_names, dataset_names, ablation: bool) -> None:
+    """TooLarge where `seeds` or the grid's run count (with the fixed-β̂ ablation's runs) pass
+    the limits; costs nothing, so it runs before the grid is expanded."""
+    if seeds > MAX_SEEDS:
+        raise TooLarge(f"--seeds {seeds}: at most {MAX_SEEDS} seeds per command; run them in "
+                       f"steps (a later command with more --seeds keeps the runs already done)")
+    extra = len(dataset_names) * seeds if ablation and ABLATION_SOURCE in method_names else 0
+    runs = len(method_names) * len(dataset_names) * seeds + extra
+    if runs > MAX_RUNS:
+        raise TooLarge(f"the grid has {runs} runs ({len(method_names)} methods x "
+                       f"{len(dataset_names)} datasets x {seeds} seeds"
+                       f"{f' + {extra} fixed-beta-hat ablation runs' if extra else ''}); at most "
+                       f"{MAX_RUNS} per command: split it over --methods, --datasets or --seeds")
 
 
 def expand(method_names, dataset_names, seeds: int, settings: dict, params: dict,
@@ -54,3 +76,12 @@ def ablation_record(source: RunSpec, beta_hat: float, out) -> dict:
     """What the ablation run's config.json says about where its β came from."""
     return {"ablation": {"of": source.label, "beta_hat": beta_hat,
                          "source_run": source.run_dir(out).relative_to(out).as_posix()}}
+
+
+def run_folders(specs, out, ablation: bool):
+    """Every run folder the grid writes under `out`: the specs' and, with `ablation`, their
+    fixed-β̂ runs' (whose folder does not depend on the β̂)."""
+    for spec in specs:
+        yield spec.run_dir(out)
+        if ablation and is_ablation_source(spec):
+            yield ablation_spec(spec, 1.0).run_dir(out)

@@ -4,10 +4,13 @@
 
 Reads only what the run store wrote (status.json, config.json, history.csv, metrics.json and the
 traversal images and kl_per_dim.json of evaluation), so it works on results copied from another
-machine. Every build starts by deleting the tables/, plots/ and index.html of an earlier report.
-Writes, under the results folder:
-  tables/runs.csv                 one row per run: label, params, seed, status, reason, warnings,
-                                  final logged values (β, β̂, σ, C), every metric value
+machine. A run's metrics.json is shown only where the checkpoint checksum and step it scored
+are those of the run's model.pt; other runs are listed as stale. The report deletes only files
+an earlier report wrote (listed in .disentbench-report.json; see manifest.py) and refuses a
+folder without runs/. Writes, under the results folder:
+  tables/runs.csv                 one row per run: label, params, seed, status (done, stale,
+                                  failed, ...), reason, warnings, final logged values (β, β̂, σ,
+                                  C), every trusted metric value
   tables/summary.csv              mean, std and count over finished seeds per dataset and label
   tables/comparison_<dataset>.*   methods × headline metrics, mean ± std (n), best bold, second
                                   underlined, * significant against l-vae (.tex, .md, .csv)
@@ -25,7 +28,6 @@ Writes, under the results folder:
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,23 +38,20 @@ from disentbench import metrics
 from disentbench.bench.evaluate import IN_MODEL_LIKELIHOOD, RECONSTRUCTION
 from disentbench.bench.io import atomic_path, read_json_or_empty, write_text
 
-from . import page, plots, stats, tables
+from . import manifest, page, plots, stats, tables
 from .load import label_order, read_results
+from .manifest import FOLDERS, ReportError
 
-__all__ = ["build", "main"]
+__all__ = ["FOLDERS", "ReportError", "build", "main"]
 
 
 def _csv(frame: pd.DataFrame, path: Path, index: bool = False) -> Path:
-    with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=index)
+    try:
+        with atomic_path(path) as tmp:
+            frame.to_csv(tmp, index=index)
+    except OSError as err:               # name the table (a full disk's error names no file)
+        raise OSError(err.errno, err.strerror, str(path)) from None
     return path
-
-
-def _clear(out: Path) -> None:
-    """Delete what an earlier report wrote, so nothing stale survives a rebuild."""
-    for folder in (out / "tables", out / "plots"):
-        shutil.rmtree(folder, ignore_errors=True)
-    (out / "index.html").unlink(missing_ok=True)
 
 
 def median_run(done: pd.DataFrame, metric: str | None) -> pd.Series:
@@ -66,16 +65,27 @@ def median_run(done: pd.DataFrame, metric: str | None) -> pd.Series:
 
 def build(out) -> list[Path]:
     """Write every table, plot and the index for the results folder `out`; returns the written
-    paths ([] when `out` holds no run folder)."""
+    paths ([] when `out` holds no run folder). ReportError (one line) where `out` is not a
+    results folder, links out of it or a write fails (a full disk)."""
     return _build(Path(out))[0]
 
 
 def _build(out: Path):
-    _clear(out)
+    """The files written and the runs read; deletes the files of the last build that this one
+    did not write again, and nothing else."""
+    manifest.check_folder(out)
+    old = manifest.written(out)
     results = read_results(out)
+    try:
+        files = _write(out, results) if len(results.runs) else []
+        manifest.replace(out, old, set(files))
+    except OSError as err:
+        raise manifest.write_failed(err, out) from None
+    return files, results
+
+
+def _write(out: Path, results) -> list[Path]:
     runs = results.runs
-    if runs.empty:
-        return [], results
     labels = label_order(runs)
     colours = plots.palette(labels)
     directions = metrics.directions()
@@ -117,7 +127,7 @@ def _build(out: Path):
               "device": ", ".join(sorted(d for d in runs["device"].dropna().unique() if d)),
               "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
     files.append(page.write(out, runs, results.problems, header, overall, sections, files))
-    return files, results
+    return files
 
 
 def _dataset_section(out, dataset, done, histories, labels, colours, directions,
@@ -231,18 +241,18 @@ def _overall_figures(out, done, histories, labels, colours, directions, metric_c
     return files
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m disentbench.bench.report",
-                                description=__doc__.splitlines()[0])
+def main(argv=None, prog: str = "python -m disentbench.bench.report") -> int:
+    """`prog` names the command in the usage (`run_bench.py report` from the grid's CLI)."""
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     p.add_argument("out", nargs="?", default=None, help="results folder (default: results)")
     p.add_argument("--results", default=None, help="results folder (the same as OUT)")
     args = p.parse_args(argv)
     out = Path(args.results or args.out or "results")
-    if not out.is_dir():
-        print(f"error: results folder {out} not found; pass the folder that holds runs/",
-              file=sys.stderr)
+    try:
+        files, results = _build(out)
+    except ReportError as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
-    files, results = _build(out)
     if not files:
         print(f"no runs under {out}/runs (expected runs/<dataset>/<label>/seed<k>/)")
         return 1
