@@ -19,11 +19,11 @@ def check_inside(out, path) -> Path:
         parts = path.relative_to(out).parts
     except ValueError:
         raise OutsideResults(f"{path} is not inside the results folder {out}") from None
+    if ".." in parts:
+        raise OutsideResults(f"{path} leaves the results folder {out} (through '..')")
     current = out
     for part in parts:
         current = current / part
-        if part == "..":
-            raise OutsideResults(f"{path} leaves the results folder {out} (through '..')")
         if current.is_symlink() and not current.resolve().is_relative_to(root):
             raise OutsideResults(
                 f"{current} is a link to {current.resolve()}, outside the results folder "
