@@ -28,6 +28,7 @@ folder without runs/. Writes, under the results folder:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -75,16 +76,20 @@ def _build(out: Path):
     did not write again, and nothing else."""
     manifest.check_folder(out)
     old = manifest.written(out)
-    results = read_results(out)
+    results, files = read_results(out), []
     try:
-        files = _write(out, results) if len(results.runs) else []
+        if len(results.runs):
+            _write(out, results, files)
         manifest.replace(out, old, set(files))
     except OSError as err:
+        with contextlib.suppress(OSError):       # list what was written before it stopped
+            manifest.replace(out, old, old | set(files))
         raise manifest.write_failed(err, out) from None
     return files, results
 
 
-def _write(out: Path, results) -> list[Path]:
+def _write(out: Path, results, files: list[Path]) -> None:
+    """Write the report, adding each file to `files` as soon as it is written."""
     runs = results.runs
     labels = label_order(runs)
     colours = plots.palette(labels)
@@ -94,7 +99,7 @@ def _write(out: Path, results) -> list[Path]:
                             key=lambda c: c.map(rank) if c.name == "label" else c)
     done = runs[runs["status"] == "done"]
     tdir = out / "tables"
-    files = [_csv(runs, tdir / "runs.csv"), _csv(tables.summarise(runs), tdir / "summary.csv")]
+    files += [_csv(runs, tdir / "runs.csv"), _csv(tables.summarise(runs), tdir / "summary.csv")]
     metric_columns = tables.headline(done)
     comparable = tables.comparability(done)
     tests = stats.significance(done, metric_columns, comparable)
@@ -127,7 +132,6 @@ def _write(out: Path, results) -> list[Path]:
               "device": ", ".join(sorted(d for d in runs["device"].dropna().unique() if d)),
               "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
     files.append(page.write(out, runs, results.problems, header, overall, sections, files))
-    return files
 
 
 def _dataset_section(out, dataset, done, histories, labels, colours, directions,

@@ -144,14 +144,21 @@ def test_report_refuses_a_results_subfolder_linked_outside(tmp_path, capsys, fol
 
 def test_report_on_a_full_disk_says_so_in_one_line(tmp_path, capsys, monkeypatch):
     two_seeds(tmp_path)
+    to_csv, written = pd.DataFrame.to_csv, []
 
-    def full(*args, **kwargs):
-        raise OSError(errno.ENOSPC, "No space left on device")       # as a full disk's write
-    monkeypatch.setattr(pd.DataFrame, "to_csv", full)
+    def fills_up(frame, path, **kwargs):           # the disk is full after two tables
+        if len(written) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")   # as a full disk's write
+        written.append(path)
+        return to_csv(frame, path, **kwargs)
+    monkeypatch.setattr(pd.DataFrame, "to_csv", fills_up)
     assert report.main([str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert err == (f"error: {tmp_path / 'tables/runs.csv'}: no space left on device; free some "
-                   f"space and run the report again (the run folders are untouched)\n")
+    assert err == (f"error: {tmp_path / 'tables/comparison_toy.csv'}: no space left on device; "
+                   f"free some space and run the report again (the run folders are untouched)\n")
+    # what it wrote before the disk filled up is listed, so a later build may delete it
+    listed = json.loads((tmp_path / MANIFEST).read_text())["files"]
+    assert listed == ["tables/runs.csv", "tables/summary.csv"]
 
 
 def test_report_of_a_file_says_it_is_a_file(tmp_path, capsys):
