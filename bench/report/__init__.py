@@ -47,12 +47,14 @@ __all__ = ["FOLDERS", "ReportError", "build", "main"]
 
 
 def _csv(frame: pd.DataFrame, path: Path, index: bool = False) -> Path:
-    try:
-        with atomic_path(path) as tmp:
-            frame.to_csv(tmp, index=index)
-    except OSError as err:               # name the table (a full disk's error names no file)
-        raise OSError(err.errno, err.strerror, str(path)) from None
+    with manifest.naming(path), atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=index)
     return path
+
+
+def _text(path: Path, text: str) -> None:
+    with manifest.naming(path):
+        write_text(path, text)
 
 
 def median_run(done: pd.DataFrame, metric: str | None) -> pd.Series:
@@ -115,7 +117,7 @@ def _write(out: Path, results, files: list[Path]) -> None:
         shown = beta_hat.drop(columns=["mean", "std"]).set_index("dataset")
         shown[["min", "max"]] = shown[["min", "max"]].map(lambda v: f"{v:.3g}")
         files += [_csv(beta_hat, tdir / "beta_hat.csv")]
-        write_text(tdir / "beta_hat.md", shown.to_markdown() + "\n")
+        _text(tdir / "beta_hat.md", shown.to_markdown() + "\n")
         files.append(tdir / "beta_hat.md")
         overall["tables"].append("<h3>Learned β̂ (final value, over seeds)</h3>"
                                  + shown.to_html(border=0))
@@ -131,7 +133,8 @@ def _write(out: Path, results, files: list[Path]) -> None:
     header = {"profile": ", ".join(sorted(p for p in runs["profile"].dropna().unique() if p)),
               "device": ", ".join(sorted(d for d in runs["device"].dropna().unique() if d)),
               "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
-    files.append(page.write(out, runs, results.problems, header, overall, sections, files))
+    with manifest.naming(out / "index.html"):
+        files.append(page.write(out, runs, results.problems, header, overall, sections, files))
 
 
 def _dataset_section(out, dataset, done, histories, labels, colours, directions,
@@ -150,7 +153,7 @@ def _dataset_section(out, dataset, done, histories, labels, colours, directions,
         files.append(_csv(long, tdir / f"comparison_{dataset}.csv"))
         for style, suffix, render in (("markdown", "md", tables.to_markdown),
                                       ("latex", "tex", tables.to_latex)):
-            write_text(tdir / f"comparison_{dataset}.{suffix}",
+            _text(tdir / f"comparison_{dataset}.{suffix}",
                        render(tables.grid(long, present, style), notes, caption))
             files.append(tdir / f"comparison_{dataset}.{suffix}")
         section["tables"].append(("Comparison", tables.to_html(
@@ -159,7 +162,7 @@ def _dataset_section(out, dataset, done, histories, labels, colours, directions,
         caption = f"{dataset}: learned β̂ against β fixed to it (paired by seed)"
         for style, suffix, render in (("markdown", "md", tables.to_markdown),
                                       ("latex", "tex", tables.to_latex)):
-            write_text(tdir / f"ablation_{dataset}.{suffix}",
+            _text(tdir / f"ablation_{dataset}.{suffix}",
                        render(tables.ablation_grid(ablation, dataset, style), [], caption))
             files.append(tdir / f"ablation_{dataset}.{suffix}")
         section["tables"].append(("Fixed-β̂ ablation", tables.to_html(

@@ -7,6 +7,7 @@ holds no runs/ and a tables/ or plots/ that is a link out of the results folder.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import re
 from pathlib import Path
@@ -71,6 +72,17 @@ def replace(out: Path, old: set[Path], new: set[Path]) -> None:
 
 def _record(out: Path, files: set[Path]) -> None:
     write_json(out / MANIFEST, {"files": sorted(p.relative_to(out).as_posix() for p in files)})
+
+
+@contextlib.contextmanager
+def naming(path: Path):
+    """An OSError while writing `path` names `path` (a full disk's write error names no file)."""
+    try:
+        yield
+    except OSError as err:
+        if err.filename is None:
+            raise OSError(err.errno, err.strerror, str(path)) from None
+        raise
 
 
 def write_failed(err: OSError, out: Path) -> ReportError:
