@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "combines with names (all,l-vae-perdim) (default: all)")
     p.add_argument("--datasets", default=DEFAULT_DATASET,
                    help=f"comma-separated dataset names (default: {DEFAULT_DATASET})")
-    p.add_argument("--seeds", type=int, default=1, help="number of seeds: runs seeds 0..N-1 (default 1)")
+    p.add_argument("--seeds", type=int, default=1, help=f"number of seeds: runs seeds 0..N-1 (default 1, at most {grid.MAX_SEEDS})")
     p.add_argument("--steps", type=int, default=None, help="training steps per run (profile)")
     p.add_argument("--batch-size", type=int, default=None, help="(profile: 64)")
     p.add_argument("--latent-dim", type=int, default=None,

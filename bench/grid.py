@@ -27,8 +27,8 @@ def check_size(seeds: int, method_names, dataset_names, ablation: bool) -> None:
     """TooLarge where `seeds` or the grid's run count (with the fixed-β̂ ablation's runs) pass
     the limits; costs nothing, so it runs before the grid is expanded."""
     if seeds > MAX_SEEDS:
-        raise TooLarge(f"--seeds {seeds}: at most {MAX_SEEDS} seeds per command; run them in "
-                       f"steps (a later command with more --seeds keeps the runs already done)")
+        raise TooLarge(f"--seeds {seeds}: at most {MAX_SEEDS} seeds (seeds 0 to {MAX_SEEDS - 1}); "
+                       f"ask for fewer")
     extra = len(dataset_names) * seeds if ablation and ABLATION_SOURCE in method_names else 0
     runs = len(method_names) * len(dataset_names) * seeds + extra
     if runs > MAX_RUNS:

@@ -90,6 +90,23 @@ def test_grid_run_keeps_the_users_tables_and_plots_in_out(tmp_path, capsys, monk
     assert (tmp_path / "tables/runs.csv").is_file()
 
 
+def test_grid_on_a_disk_that_fills_up_at_the_report_says_so_in_one_line(tmp_path, capsys,
+                                                                         monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(pd.DataFrame, "to_csv", full)
+    assert cli.main(["--methods", "vae", "--datasets", "tiny", "--steps", "2", "--log-every",
+                     "1", "--metrics", "none", "--jobs", "1", "--device", "cpu",
+                     "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err                   # after the progress bar
+    assert err.endswith(f"\nerror: {tmp_path / 'tables/runs.csv'}: no space left on device; free "
+                        f"some space and run the report again (the run folders are untouched)\n")
+    assert "Traceback" not in err
+    assert (tmp_path / "runs/tiny/vae/seed0/model.pt").is_file()
+
+
 def test_metrics_json_copied_from_another_seed_is_stale(tmp_path, capsys):
     two_seeds(tmp_path)
     shutil.copy(tmp_path / "runs/toy/vae/seed1/metrics.json",
