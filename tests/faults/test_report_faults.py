@@ -7,9 +7,11 @@ import shutil
 
 import pandas as pd
 import pytest
+import torch
 
 from disentbench.bench import cli, report
 from disentbench.bench.report.manifest import MANIFEST
+from disentbench.bench.store import RunStore
 from tests.report_runs import fake_run
 
 
@@ -123,10 +125,8 @@ def test_metrics_json_copied_from_another_seed_is_stale(tmp_path, capsys):
     assert "1 stale" in page and "metrics.json scored checkpoint" in page
 
 
-def test_metrics_json_of_an_earlier_checkpoint_is_stale(tmp_path):
+def test_metrics_json_of_weights_trained_again_is_stale(tmp_path):
     two_seeds(tmp_path)
-    from disentbench.bench.store import RunStore
-    import torch
     RunStore(tmp_path / "runs/toy/vae/seed1").write_checkpoint(
         {"step": 20, "model": {"weight": torch.full((2,), 9.0)}})      # trained again since
     report.build(tmp_path)
