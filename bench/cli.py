@@ -350,9 +350,9 @@ def _run(argv: list[str]) -> int:
     specs = grid.expand(chosen_methods, data_names, args.seeds, chosen, params,
                         {name: data.num_factors if data.has_factors else 0
                          for name, data in loaded.items()})
-    for folder in [*grid.run_folders(specs, out, options.ablation),
-                   *(out / name for name in report.FOLDERS)]:
+    for folder in grid.run_folders(specs, out, options.ablation):
         paths.check_inside(out, folder)
+    report.check_targets(out)
     plan = runner.prepare(specs, options)
     _print_plan(plan, profile, chosen, options, len(chosen_methods), len(data_names), args.seeds)
     result = runner.run(plan)

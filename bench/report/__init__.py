@@ -41,9 +41,9 @@ from disentbench.bench.io import atomic_path, read_json_or_empty, write_text
 
 from . import manifest, page, plots, stats, tables
 from .load import label_order, read_results
-from .manifest import FOLDERS, ReportError
+from .manifest import ReportError, check_targets
 
-__all__ = ["FOLDERS", "ReportError", "build", "main"]
+__all__ = ["ReportError", "build", "check_targets", "main"]
 
 
 def _csv(frame: pd.DataFrame, path: Path, index: bool = False) -> Path:

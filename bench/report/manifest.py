@@ -25,8 +25,8 @@ class ReportError(Exception):
 
 
 def check_folder(out: Path) -> None:
-    """ReportError where `out` is not a results folder (nothing there is touched) or where a
-    folder the report writes into is a link out of it."""
+    """ReportError where `out` is not a results folder (nothing there is touched), or where the
+    report cannot write into it (`check_targets`)."""
     if not out.exists():
         raise ReportError(f"results folder {out} not found; pass the folder that holds runs/")
     if not out.is_dir():
@@ -35,11 +35,21 @@ def check_folder(out: Path) -> None:
     if not (out / "runs").is_dir():
         raise ReportError(f"{out} is not a results folder (it holds no runs/); nothing was "
                           f"changed there; pass the folder that holds runs/")
+    check_targets(out)
+
+
+def check_targets(out: Path) -> None:
+    """ReportError where tables/, plots/ or index.html is a link out of `out`, or tables/ or
+    plots/ is a file."""
     for name in (*FOLDERS, PAGE):
         try:
             check_inside(out, out / name)
         except OutsideResults as err:
             raise ReportError(str(err)) from None
+    for name in FOLDERS:
+        if (out / name).exists() and not (out / name).is_dir():
+            raise ReportError(f"{out / name} is a file, not a folder; the report writes its "
+                              f"{name} there: move the file aside")
 
 
 def written(out: Path) -> set[Path]:

@@ -90,3 +90,12 @@ def test_ablation_folder_linked_outside_out_is_refused_before_training(tmp_path,
     assert cli.main([*TINY, "--methods", "l-vae", "--out", str(out)]) == 2
     assert f"runs/tiny/{grid.ABLATION_LABEL} is a link to {elsewhere}" in one_error(capsys)
     assert list(elsewhere.iterdir()) == [] and not (out / "runs/tiny/l-vae").exists()
+
+
+@pytest.mark.parametrize("folder", ["tables", "plots"])
+def test_tables_or_plots_that_is_a_file_is_refused_before_training(tmp_path, capsys, folder):
+    (tmp_path / folder).write_text("mine")
+    assert cli.main([*TINY, "--out", str(tmp_path)]) == 2
+    assert one_error(capsys) == (f"{tmp_path / folder} is a file, not a folder; the report "
+                                 f"writes its {folder} there: move the file aside")
+    assert not (tmp_path / "runs").exists()

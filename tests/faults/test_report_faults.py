@@ -159,6 +159,16 @@ def test_report_refuses_a_results_subfolder_linked_outside(tmp_path, capsys, fol
     assert not (out / "index.html").exists()
 
 
+@pytest.mark.parametrize("folder", ["tables", "plots"])
+def test_report_where_tables_or_plots_is_a_file(tmp_path, capsys, folder):
+    two_seeds(tmp_path)
+    (tmp_path / folder).write_text("mine")
+    assert report.main([str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (f"error: {tmp_path / folder} is a file, not a folder; the "
+                                       f"report writes its {folder} there: move the file aside\n")
+    assert (tmp_path / folder).read_text() == "mine" and not (tmp_path / "index.html").exists()
+
+
 def test_report_on_a_full_disk_says_so_in_one_line(tmp_path, capsys, monkeypatch):
     two_seeds(tmp_path)
     to_csv, written = pd.DataFrame.to_csv, []
