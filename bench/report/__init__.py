@@ -154,7 +154,7 @@ def _dataset_section(out, dataset, done, histories, labels, colours, directions,
         for style, suffix, render in (("markdown", "md", tables.to_markdown),
                                       ("latex", "tex", tables.to_latex)):
             _text(tdir / f"comparison_{dataset}.{suffix}",
-                       render(tables.grid(long, present, style), notes, caption))
+                  render(tables.grid(long, present, style), notes, caption))
             files.append(tdir / f"comparison_{dataset}.{suffix}")
         section["tables"].append(("Comparison", tables.to_html(
             tables.grid(long, present, "html"), notes, caption)))
@@ -163,7 +163,7 @@ def _dataset_section(out, dataset, done, histories, labels, colours, directions,
         for style, suffix, render in (("markdown", "md", tables.to_markdown),
                                       ("latex", "tex", tables.to_latex)):
             _text(tdir / f"ablation_{dataset}.{suffix}",
-                       render(tables.ablation_grid(ablation, dataset, style), [], caption))
+                  render(tables.ablation_grid(ablation, dataset, style), [], caption))
             files.append(tdir / f"ablation_{dataset}.{suffix}")
         section["tables"].append(("Fixed-β̂ ablation", tables.to_html(
             tables.ablation_grid(ablation, dataset, "html"), [
