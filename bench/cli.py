@@ -20,7 +20,7 @@ import torch
 from disentbench import methods
 from disentbench.bench import data as datasets
 from disentbench.bench import evaluate as evaluation
-from disentbench.bench import backend, estimate, grid, report, worker
+from disentbench.bench import backend, estimate, grid, paths, report, worker
 from disentbench.bench import plan as planning
 from disentbench.bench import precision as precisions
 from disentbench.bench.profiles import FACTORS, PROFILES, default_profile
@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "combines with names (all,l-vae-perdim) (default: all)")
     p.add_argument("--datasets", default=DEFAULT_DATASET,
                    help=f"comma-separated dataset names (default: {DEFAULT_DATASET})")
-    p.add_argument("--seeds", type=int, default=1, help="number of seeds: runs seeds 0..N-1 (default 1)")
+    p.add_argument("--seeds", type=int, default=1, help=f"number of seeds: runs seeds 0..N-1 (default 1, at most {grid.MAX_SEEDS})")
     p.add_argument("--steps", type=int, default=None, help="training steps per run (profile)")
     p.add_argument("--batch-size", type=int, default=None, help="(profile: 64)")
     p.add_argument("--latent-dim", type=int, default=None,
@@ -114,6 +114,9 @@ def config_argv(path: str, parser: argparse.ArgumentParser) -> list[str]:
         table = tomllib.loads(Path(path).read_text())
     except OSError as err:
         raise UsageError(f"--config {path}: cannot read it ({err.strerror})") from None
+    except UnicodeDecodeError as err:
+        raise UsageError(f"--config {path}: not UTF-8 text (byte {err.object[err.start]:#04x} at "
+                         f"offset {err.start}); save it as UTF-8") from None
     except tomllib.TOMLDecodeError as err:
         raise UsageError(f"--config {path}: not valid TOML ({err})") from None
     actions = {a.dest: a for a in parser._actions if a.dest not in ("help", "config", "param")}
@@ -150,15 +153,29 @@ def _config_params(path: str, value) -> list[str]:
 def parse(argv: list[str]) -> argparse.Namespace:
     """Flags over `--config` over defaults (the profile fills what neither sets, later)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _parse_args(parser, argv)
     if args.config:
         from_file = config_argv(args.config, parser)
         try:
             parser.parse_args(from_file)
         except UsageError as err:
             raise UsageError(f"--config {args.config}: {err}") from None
-        args = parser.parse_args(from_file + argv)
+        args = _parse_args(parser, from_file + argv)
     return args
+
+
+def _parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """argparse's parse, with a hint where a value starting with '-' was taken for a flag
+    (`--lr -1e-3`: argparse wants `--lr=-1e-3`)."""
+    try:
+        return parser.parse_args(argv)
+    except UsageError as err:
+        if "expected one argument" in str(err):
+            for flag, value in zip(argv, argv[1:]):
+                if flag.startswith("--") and flag in str(err) and value.startswith("-"):
+                    raise UsageError(f"{err}; a value that starts with '-' must be attached "
+                                     f"with '=': {flag}={value}") from None
+        raise
 
 
 def _names(text: str, valid: list[str], everything: list[str], kind: str,
@@ -183,6 +200,9 @@ def metric_names(text: str, device) -> list[str]:
     if text.strip() == "none":
         return []
     names = [n.strip() for n in text.split(",") if n.strip()]
+    if "none" in names:
+        raise UsageError(f"--metrics {text}: 'none' means no metric and cannot be combined with "
+                         f"other names; give --metrics none alone, or only the metrics to compute")
     auto = evaluation.default_names(device) if "auto" in names else []
     rest = ",".join(n for n in names if n != "auto")
     chosen = _names(rest, valid, valid, "metric", ", or 'auto', 'all', 'none'") if rest else []
@@ -233,6 +253,9 @@ def _check_writable(out: str) -> Path:
     if not out.strip():
         raise UsageError("--out is empty; name a results folder, e.g. --out results")
     path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"--out {out} is a file, not a folder; name a results folder (it is "
+                         f"created if missing)")
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
@@ -308,10 +331,11 @@ def group_seeds(text: str) -> int | None:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["report"]:
-        return report.main(argv[1:])
+        return report.main(argv[1:], prog=f"{build_parser().prog} report")
     try:
         return _run(argv)
-    except (UsageError, planning.GridError) as err:
+    except (UsageError, planning.GridError, grid.TooLarge, paths.OutsideResults,
+            report.ReportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -328,6 +352,7 @@ def _run(argv: list[str]) -> int:
     data_names = _names(args.datasets, datasets.available(), datasets.available(), "dataset")
     params = parse_params(args.param, chosen_methods)
     names = metric_names(chosen["metrics"], device)
+    grid.check_size(args.seeds, chosen_methods, data_names, args.ablation != "none")
     out = _check_writable(args.out)
     options = _options(args, device, chosen, names, out, profile)
     # loaded here for the checks and the ETA probe; on the CPU when the workers are elsewhere
@@ -336,6 +361,9 @@ def _run(argv: list[str]) -> int:
     specs = grid.expand(chosen_methods, data_names, args.seeds, chosen, params,
                         {name: data.num_factors if data.has_factors else 0
                          for name, data in loaded.items()})
+    for folder in grid.run_folders(specs, out, options.derived):
+        paths.check_inside(out, folder)
+    report.check_targets(out)
     planning.check_batch_sizes(specs, {name: len(data) for name, data in loaded.items()})
     plan = planning.plan(specs, options, estimate.group_size(specs, options, loaded))
     eta = estimate.eta_seconds(plan, loaded) if plan.units else 0.0
