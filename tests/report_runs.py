@@ -16,7 +16,8 @@ import torch
 from PIL import Image
 
 from disentbench.bench.io import write_json
-from disentbench.bench.store import RunStore
+from disentbench.bench.session import write_checkpoint
+from disentbench.bench.store import scored
 
 
 def png(path: Path, shade: int = 128, size=(40, 24)) -> None:
@@ -52,9 +53,9 @@ def fake_run(out, dataset, label, seed, *, method=None, status="done", values=No
             nested.setdefault(name, {"values": {}})["values"][result] = value
         # as evaluation writes it: stamped with the checkpoint it scored (a tiny model.pt)
         checkpoint = {"step": last, "model": {"weight": torch.full((2,), float(seed))}}
-        RunStore(run).write_metrics({"metrics": nested, "seed": 0, "size": "quick"},
-                                    {**checkpoint, "checksum": RunStore(run).write_checkpoint(
-                                        checkpoint)})
+        written = write_checkpoint(run, checkpoint)
+        write_json(run / "metrics.json", {"metrics": nested, "seed": 0, "size": "quick",
+                                          **scored(written)})
     if images and status == "done":
         png(run / "traversals.png", 60 + 10 * seed)
         png(run / "reconstructions.png", 200)
