@@ -11,7 +11,7 @@ import torch
 
 from disentbench.bench import cli, report
 from disentbench.bench.report.manifest import MANIFEST
-from disentbench.bench.store import RunView
+from disentbench.bench.session import write_checkpoint
 from tests.report_runs import fake_run
 
 
@@ -127,8 +127,8 @@ def test_metrics_json_copied_from_another_seed_is_stale(tmp_path, capsys):
 
 def test_metrics_json_of_weights_trained_again_is_stale(tmp_path):
     two_seeds(tmp_path)
-    RunView(tmp_path / "runs/toy/vae/seed1").write_checkpoint(
-        {"step": 20, "model": {"weight": torch.full((2,), 9.0)}})      # trained again since
+    write_checkpoint(tmp_path / "runs/toy/vae/seed1",                   # trained again since
+                     {"step": 20, "model": {"weight": torch.full((2,), 9.0)}})
     report.build(tmp_path)
     runs = runs_table(tmp_path)
     assert runs.loc["runs/toy/vae/seed1", "status"] == "stale"
