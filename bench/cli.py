@@ -376,7 +376,7 @@ def _run(argv: list[str]) -> int:
               + "".join(f"\n  {run} (its last checkpoint)" for run in result.interrupted),
               file=sys.stderr)
         return 130
-    if report.build(out):
+    if (out / "runs").is_dir() and report.build(out):
         print(f"tables: {out / 'tables'}/, plots: {out / 'plots'}/, index: {out / 'index.html'}")
     return 1 if result.failed else 0
 

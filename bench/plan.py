@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from disentbench.bench import data as datasets
 from disentbench.bench.evaluate import pending_metrics
 from disentbench.bench.spec import RunSpec
 from disentbench.bench.store import RunConflict, RunState, RunView, Status
@@ -76,7 +77,8 @@ class Options:
 class Unit:
     """A seed group for a worker, with the derived runs to make from its runs."""
     specs: list[RunSpec]
-    derived: tuple                   # DerivedRun rules that apply to these specs
+    load: Callable                   # the dataset's loader (a worker may not have it registered)
+    derived: tuple                   # the DerivedRun rules that apply to these specs
     left: dict[str, int]             # steps left to train, by run name, derived runs included
     settled: dict[str, RunResult] = field(default_factory=dict)   # its runs that need nothing
 
@@ -154,7 +156,8 @@ def plan(specs: list[RunSpec], options: Options, group: int = 1) -> Plan:
             rules = members[i][1]
             names = [key(spec) for spec in chunk] + [rule.key(spec) for spec in chunk
                                                       for rule in rules]
-            units.append(Unit(chunk, rules, {name: left[name] for name in names},
+            units.append(Unit(chunk, datasets.loader(chunk[0].dataset), rules,
+                              {name: left[name] for name in names},
                               {key(spec): done[key(spec)] for spec in chunk if key(spec) in done}))
     return Plan(options, units, settled, order, group)
 

@@ -43,7 +43,7 @@ def run_unit(unit: Unit, options: Options, queue=None) -> list[RunResult]:
     set_threads(options.threads)
     first = unit.specs[0]
     try:
-        data = dataset(first.dataset, options.data_dir, options.device)
+        data = dataset(first.dataset, options.data_dir, options.device, unit.load)
     except Exception as err:                         # noqa: BLE001 - the runs' failure
         reason = f"loading {first.dataset}: {type(err).__name__}: {err}"
         return [result for spec in unit.specs for result in
