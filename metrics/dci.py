@@ -31,7 +31,7 @@ def dci_fast(codes, seed, num_train, num_test, batch_size):
     reference mode's values, to the last bit on codes without repeated values (bar exact ties
     that the reference breaks by rounding noise; measured |Δ| in tests/test_dci_fast.py), about
     15 times faster on one core, and it grows a stage's trees on numba's threads."""
-    require("numba", "fast", "the metric dci-fast (its compiled booster)")
+    require("numba", "fast", "the metric dci-fast")   # its compiled booster
     from . import boosting                  # compiles with numba: imported where used
     return dci_with(boosting.fit_predict, codes, seed, num_train, num_test, batch_size)
 
