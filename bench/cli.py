@@ -139,10 +139,10 @@ def _options(args, device, chosen, names, out, profile):
     if args.scheduler and args.backend != "dask":
         raise UsageError("--scheduler needs --backend dask")
     if args.backend == "dask":
-        try:
-            require("dask.distributed", "cluster", "--backend dask")
-        except MissingExtra as err:
-            raise UsageError(str(err)) from None
+        require("dask.distributed", "cluster", "--backend dask")
+    if args.track:
+        require({"tensorboard": "tensorboard", "mlflow": "mlflow"}[args.track], "track",
+                f"--track {args.track}")
     cores = joblib.cpu_count()
     jobs = args.jobs or runner.default_jobs(device)
     threads = 1 if args.backend == "dask" else max(1, cores // jobs)
@@ -210,7 +210,7 @@ def _run(args) -> int:
         if args.dry_run:
             _print_settled(plan)
             return 0
-        return _execute(plan, plan.options.out)
+        return _execute(plan, plan.options.out, args.track)
     except runner.GridError as err:
         raise UsageError(str(err)) from None
 
@@ -238,11 +238,17 @@ def _plan(args):
     return plan
 
 
-def _execute(plan, out: Path) -> int:
-    """Train and evaluate the grid, print the summary, build the report; the exit status."""
+def _execute(plan, out: Path, track: str | None) -> int:
+    """Train and evaluate the grid, print the summary, mirror it to `track`, build the report;
+    the exit status."""
     from disentbench.bench import report, runner
     result = runner.run(plan)
     print(runner.summary(result.outcomes))
+    if track:
+        from disentbench.bench.track import mirror
+        folders = [out / "runs" / o.dataset / o.label / f"seed{o.seed}" for o in result.outcomes]
+        mirrored = mirror(out, track, [f for f in folders if f.is_dir()])
+        print(f"{track}: {mirrored} runs mirrored under {out}/")
     if result.interrupted is not None:
         print("interrupted (Ctrl-C); rerunning the same command resumes every unfinished run"
               + "".join(f"\n  {run} (its last checkpoint)" for run in result.interrupted),

@@ -149,6 +149,10 @@ def _store_flags(g) -> None:
                    help="keep the optimiser/RNG resume state of finished runs")
     g.add_argument("--repair", action="store_true",
                    help="move damaged run folders aside and train them again")
+    g.add_argument("--track", default=None, choices=["tensorboard", "mlflow"],
+                   help="also mirror each run's history and final metrics to TensorBoard "
+                        "(OUT/tensorboard) or MLflow (OUT/mlflow.db) when the grid ends; needs "
+                        "pip install \"disentbench[track]\"")
 
 
 def config_argv(path: str, parser: argparse.ArgumentParser) -> list[str]:
