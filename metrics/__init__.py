@@ -34,7 +34,7 @@ class Metric:
     default: dict       # disentanglement_lib's study defaults
     quick: dict         # the smaller sample sizes that replace some of them for "quick"
     directions: dict    # result key -> HIGHER, LOWER or None (not ranked)
-    interventional: bool = False   # draws factors itself (fixes one, draws the rest): needs a sampler
+    interventional: bool = False   # draws its own factor rows (holds one fixed): needs a sampler
 
     def params(self, size: str = "default", **overrides) -> dict:
         """The parameters used for `size` with `overrides`; bad names or values raise ValueError."""

@@ -92,7 +92,8 @@ def test_missing_extras_name_the_pip_command(capsys, monkeypatch, tmp_path):
     assert main([*TINY, "--backend", "dask", "--out", str(tmp_path)]) == 2
     assert 'pip install "disentbench[cluster]"' in capsys.readouterr().err
     monkeypatch.setitem(sys.modules, "numba", None)
-    with pytest.raises(MissingExtra, match=r'dci-fast needs numba.*pip install "disentbench\[fast\]"'):
+    with pytest.raises(MissingExtra,
+                       match=r'dci-fast needs numba.*pip install "disentbench\[fast\]"'):
         metrics.score([[0.0], [1.0]] * 10, [[0], [1]] * 10, ["dci-fast"])
     assert "dci-fast" not in metrics.default_metrics()
 

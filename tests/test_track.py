@@ -1,5 +1,6 @@
-"""Experiment trackers: history rows and final metrics written to TensorBoard event files and to
-an MLflow store (SQLite file), and read back. Each skips, with the reason, where its package is absent."""
+"""Experiment trackers: history rows and final metrics written to TensorBoard event files and
+to an MLflow store (SQLite file), and read back. Each skips, with the reason, where its
+package is absent."""
 import sys
 
 import pytest
