@@ -136,3 +136,11 @@ def test_constant_code_dims_warn_in_explicitness():
         values = metrics.score(codes, factors, ["modularity-explicitness"])
     assert np.isnan(values["modularity-explicitness"]["explicitness_score_test"])
     assert any("constant" in str(w.message) for w in caught)
+
+
+def test_score_takes_a_tensor_that_requires_grad():
+    rs = np.random.RandomState(0)
+    factors = np.stack([rs.randint(k, size=300) for k in (3, 4)], 1)
+    codes = torch.tensor(factors + 0.1 * rs.randn(300, 2), requires_grad=True)
+    assert metrics.score(codes, factors, ["mig"]) == metrics.score(codes.detach().numpy(),
+                                                                   factors, ["mig"])
