@@ -178,7 +178,7 @@ def main(argv=None) -> int:
     rest = argv[1:] if argv[:1] == [command] else argv
     if command == "report":
         from disentbench.bench import report
-        return report.main(rest)
+        return report.main(rest, prog=f"{program_name()} report")
     try:
         if command == "list":
             return list_command(rest)
@@ -268,7 +268,8 @@ def _print_settled(plan) -> None:
              if failed else ""))
     for outcome in failed:
         print(f"  failed: {outcome.name}: {outcome.reason}")
-    print("dry run: nothing was trained or written; run the same command without --dry-run")
+    print("dry run: no run was trained and nothing was written; run the same command without "
+          "--dry-run")
 
 
 def _print_plan(plan, profile, chosen, options, n_methods, n_datasets, seeds) -> None:

@@ -82,9 +82,13 @@ def test_dry_run_trains_nothing_then_reports_what_is_done(capsys, tmp_path):
     assert not (out / "runs" / "tiny" / "vae" / "seed1").exists()
 
 
-def test_report_is_a_subcommand(capsys, tmp_path):
+def test_report_is_a_subcommand(capsys, tmp_path, monkeypatch):
     assert main(["report", "--results", str(tmp_path / "missing")]) == 2
     assert "not found" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "argv", ["disentbench"])
+    with pytest.raises(SystemExit):
+        main(["report", "--help"])
+    assert capsys.readouterr().out.startswith("usage: disentbench report")
 
 
 def test_missing_extras_name_the_pip_command(capsys, monkeypatch, tmp_path):

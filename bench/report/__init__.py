@@ -233,8 +233,8 @@ def _overall_figures(out, done, histories, labels, colours, directions, metric_c
     return files
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m disentbench.bench.report",
+def main(argv=None, prog: str = "python -m disentbench.bench.report") -> int:
+    p = argparse.ArgumentParser(prog=prog,
                                 description=__doc__.splitlines()[0])
     p.add_argument("out", nargs="?", default=None, help="results folder (default: results)")
     p.add_argument("--results", default=None, help="results folder (the same as OUT)")
