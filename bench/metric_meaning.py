@@ -168,7 +168,8 @@ def _cell(value) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m disentbench.bench.metric_meaning",
                                      description=__doc__.splitlines()[0])
-    parser.add_argument("--size", default="default", choices=metrics.SIZES)
+    parser.add_argument("--size", default="default", choices=metrics.SIZES,
+                        help="metric sample sizes: the study's (default) or the quick set")
     parser.add_argument("--out", default=None, help="write the Markdown there (default: print)")
     args = parser.parse_args(argv)
     text = markdown(table(args.size), args.size)
