@@ -10,6 +10,7 @@ and negative ELBO in the suite's loss convention.
 """
 from __future__ import annotations
 
+import importlib.util
 import platform
 import time
 from pathlib import Path
@@ -176,8 +177,11 @@ def write_metrics(run_dir, result: dict) -> Path:
 
 def default_names(device) -> list[str]:
     """On a GPU every metric but the reference `dci` (`dci-fast` gives its values in seconds, not
-    minutes of CPU boosting); on a CPU every metric but the expensive ones (`CPU_EXPENSIVE`)."""
+    minutes of CPU boosting; it needs numba, the [fast] extra, and is left out without it); on a
+    CPU every metric but the expensive ones (`CPU_EXPENSIVE`)."""
     expensive = CPU_EXPENSIVE if torch.device(device).type == "cpu" else ("dci",)
+    if importlib.util.find_spec("numba") is None:
+        expensive += ("dci-fast",)
     return [n for n in valid_names() if n not in expensive]
 
 

@@ -11,16 +11,13 @@ from pathlib import Path
 
 from disentbench import methods
 from disentbench.bench.plan import DerivedRun
-from disentbench.bench.profiles import FACTORS
+from disentbench.bench.profiles import FACTORS, MAX_RUNS, MAX_SEEDS
 from disentbench.bench.spec import RunSpec
 from disentbench.bench.store import RunDamaged, RunView, Status
 
 ABLATION_SOURCE = "l-vae"
 ABLATION_METHOD = "beta-vae"
 ABLATION_LABEL = "beta-vae-fixed-beta-hat"
-# The most seeds, and runs, one grid takes: checked before anything is built.
-MAX_SEEDS = 1000
-MAX_RUNS = 20000
 
 
 class TooLarge(Exception):

@@ -324,6 +324,14 @@ MUTATIONS = [
     m("runner: auto groups without the probe", "bench/estimate.py",
       "    return size if single is not None and grouped is not None and grouped < single else 1",
       "    return size", RUNNER_GROUP_TESTS),
+    # --- the scoring API (metrics.score / metrics.evaluate) ---------------------------------
+    m("scoring: train and test rows overlap", "metrics/utils.py",
+      "        self.taken = rows.stop\n", "", ("tests/test_scoring.py",)),
+    m("scoring: factor values accepted as indices", "metrics/utils.py",
+      "        if not whole:", "        if False:", ("tests/test_scoring.py",)),
+    m("scoring: codes that require grad not detached", "metrics/utils.py",
+      "values = values.detach().float().cpu().numpy()", "values = values.float().cpu().numpy()",
+      ("tests/test_scoring.py",)),
 ]
 
 

@@ -2,11 +2,12 @@
 driven by selenium loads results/index.html from disk."""
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from disentbench.bench import report
-from tests.report_runs import synthetic_results
+from tests.report_runs import fake_run, synthetic_results
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -67,3 +68,35 @@ def test_page_renders_with_every_image_and_the_best_in_bold(tmp_path, browser):
     browser.save_screenshot(str(screenshot))
     assert screenshot.stat().st_size > 10_000
     print(f"screenshot: {screenshot}")
+
+
+WIDE_METRICS = ("mig/discrete_mig", "sap/SAP_score", "dci-fast/disentanglement",
+                "modularity-explicitness/modularity_score", "irs/IRS",
+                "factor-vae/eval_accuracy", "beta-vae/eval_accuracy",
+                "unsupervised/gaussian_total_correlation", "reconstruction/negative_elbo",
+                "reconstruction/squared_error")
+
+
+def test_wide_table_scrolls_in_its_own_box_and_no_number_wraps(tmp_path, browser):
+    rng = np.random.RandomState(0)
+    labels = ("vae", "beta-vae", "factor-vae", "beta-tcvae", "dip-vae-i", "dip-vae-ii",
+              "control-vae", "dynamic-vae", "sigma-vae", "l-vae")
+    for label in labels:
+        for seed in range(3):
+            fake_run(tmp_path, "dsprites-procedural", label, seed, config={"profile": "quick"},
+                     values={m: 0.6 + 0.01 * rng.rand() for m in WIDE_METRICS})
+    report.build(tmp_path)
+    browser.get((tmp_path / "index.html").as_uri())
+    assert "Untrained models (quick profile)" in browser.find_element("class name", "warning").text
+    assert browser.execute_script(
+        "return document.documentElement.scrollWidth <= window.innerWidth"), \
+        "the page runs off the right edge"
+    table = next(t for t in browser.find_elements("tag name", "table")
+                 if "headline metrics" in t.text)
+    width, room = browser.execute_script(
+        "return [arguments[0].scrollWidth, arguments[0].clientWidth]", table)
+    assert width > room, "the 10-metric table should be wider than the page and scroll"
+    heights = browser.execute_script(
+        "return Array.from(arguments[0].querySelectorAll('tbody td')).map(c => c.offsetHeight)",
+        table)
+    assert max(heights) < 1.5 * min(heights), "a cell wraps onto a second line"

@@ -243,6 +243,7 @@ def test_ctrl_c_stops_cleanly_and_rerun_resumes(tmp_path):
 @pytest.mark.slow
 @pytest.mark.grid
 def test_dask_local_cluster_gives_the_local_backend_metrics(tmp_path):
+    pytest.importorskip("dask.distributed", reason="needs dask: pip install \"disentbench[cluster]\"")
     common = [*TINY[:-2], "--methods", "vae,l-vae", "--seeds", "1", "--steps", "10",
               "--metrics", "mig,reconstruction", "--ablation", "none"]
     # the same threads per worker (1) on both backends: float results depend on the thread count

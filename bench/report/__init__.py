@@ -145,11 +145,13 @@ def _dataset_section(out, dataset, done, histories, labels, colours, directions,
     columns = [m for m in metric_columns if m in done and done[m].notna().any()]
     if done.empty:
         return section
+    note = page.untrained_note(done["profile"].dropna()) if "profile" in done else ""
+    untrained = f" — {note}" if note else ""
     if columns:
         long = tables.comparison(done, present, columns, directions, comparable,
                                  tests[tests["dataset"] == dataset])
         notes = tables.footnotes(long)
-        caption = f"{dataset}: methods × headline metrics"
+        caption = f"{dataset}: methods × headline metrics{untrained}"
         files.append(_csv(long, tdir / f"comparison_{dataset}.csv"))
         for style, suffix, render in (("markdown", "md", tables.to_markdown),
                                       ("latex", "tex", tables.to_latex)):
@@ -159,7 +161,7 @@ def _dataset_section(out, dataset, done, histories, labels, colours, directions,
         section["tables"].append(("Comparison", tables.to_html(
             tables.grid(long, present, "html"), notes, caption)))
     if len(ablation) and dataset in set(ablation["dataset"]):
-        caption = f"{dataset}: learned β̂ against β fixed to it (paired by seed)"
+        caption = f"{dataset}: learned β̂ against β fixed to it (paired by seed){untrained}"
         for style, suffix, render in (("markdown", "md", tables.to_markdown),
                                       ("latex", "tex", tables.to_latex)):
             _text(tdir / f"ablation_{dataset}.{suffix}",

@@ -229,5 +229,7 @@ def training(histories: pd.DataFrame, dataset: str, labels, colours, path: Path)
     names = {"loss": "loss (minimised)", "recon": "reconstruction term", "kl": "KL (nats)"}
     for ax, term in zip(axes[0], terms):
         _bands(ax, part, term, labels, colours, legend=term == terms[-1])
-        ax.set_title(f"{dataset}: {names[term]} (mean, min–max over seeds)", fontsize=9)
+        ax.set_title(names[term], fontsize=9)       # short: the panels' titles must not meet
+    fig.suptitle(f"{dataset}: training curves (line: mean over seeds; band: min–max)",
+                 fontsize=10)
     return save(fig, path)
