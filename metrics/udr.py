@@ -19,8 +19,6 @@ entry, and a model's score is the median of its pair scores.
 """
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import scipy.stats
 from sklearn.linear_model import Lasso
@@ -190,13 +188,19 @@ def _lasso_blocks(zeroed, random_state) -> dict:
 
 
 def _spearman_blocks(zeroed) -> dict:
-    """{(i, j): |Spearman ρ| (D, D)} of every pair of latents, from one rank correlation matrix
-    of all models' latents; a constant (zeroed) latent gives NaN, as in dlib."""
+    """{(i, j): |Spearman ρ| (D, D)} of every pair of latents, NaN where a latent is constant
+    (a zeroed one), as dlib's per-pair `spearmanr` gives. One `spearmanr` call over all models'
+    varying latents (a matrix call returns NaN everywhere if one of its first two columns is
+    constant, so constant latents are left out of it)."""
+    latents = np.concatenate(zeroed, axis=1)
+    varying = ~np.all(latents == latents[0], axis=0)
+    rho = np.full((latents.shape[1], latents.shape[1]), np.nan)
+    if varying.sum() >= 2:
+        inner = scipy.stats.spearmanr(latents[:, varying]).statistic
+        if np.ndim(inner) == 0:                            # two columns: one coefficient
+            inner = np.array([[1.0, inner], [inner, 1.0]])
+        rho[np.ix_(varying, varying)] = np.abs(inner)
     latent_dim = zeroed[0].shape[1]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", scipy.stats.ConstantInputWarning)
-        warnings.simplefilter("ignore", RuntimeWarning)          # 0/0 of a constant latent
-        rho = np.abs(np.atleast_2d(scipy.stats.spearmanr(np.concatenate(zeroed, axis=1))[0]))
     return {(i, j): rho[i * latent_dim:(i + 1) * latent_dim, j * latent_dim:(j + 1) * latent_dim]
             for i in range(len(zeroed)) for j in range(len(zeroed)) if i != j}
 
