@@ -45,7 +45,8 @@ def encode(model: torch.nn.Module, data, device=None, chunk: int = 500,
            **inputs) -> tuple[np.ndarray, np.ndarray]:
     """(means (N, D) float32, KL (D,) float64) of `model`'s posterior on the UDR inputs
     (`INPUTS`, overridable): observations drawn as `metrics.udr.compute_udr` draws them, encoded
-    `chunk` at a time; the KL averaged over each batch, then over the batches."""
+    `chunk` at a time (the model is put in channels-last layout); the KL averaged over each
+    batch, then over the batches."""
     inputs = {**INPUTS, **inputs}
     device = torch.device(device) if device is not None else next(model.parameters()).device
     random_state = np.random.RandomState(inputs["seed"])
@@ -53,11 +54,11 @@ def encode(model: torch.nn.Module, data, device=None, chunk: int = 500,
     observations = torch.cat([torch.as_tensor(sample_observations(data, batch, random_state))
                               for _ in range(inputs["num_data_points"] // batch)])
     means, logvars = [], []
-    model.eval()
+    model.eval().to(memory_format=torch.channels_last)      # 1.4x faster on a CPU, as evaluate
     with torch.inference_mode():
         for i in range(0, len(observations), chunk):
             x = data.to_float(observations[i:i + chunk].to(device))
-            mean, logvar = model.encode(x)
+            mean, logvar = model.encode(x.contiguous(memory_format=torch.channels_last))
             means.append(mean.float().cpu())
             logvars.append(logvar.float().cpu())
     mean, logvar = torch.cat(means).numpy(), torch.cat(logvars).numpy().astype(np.float64)
