@@ -13,7 +13,7 @@ without loading its models:
                     checksum scored, the dataset's name and the sampling's seed, N and batch.
 
     scores = setting_scores([run_a, run_b, run_c])           # {run_dir: UDR score}
-    detail = setting_udr([run_a, run_b, run_c], "spearman")  # scores, why a run has none, dlib's result
+    detail = setting_udr([run_a, run_b, run_c], "spearman")  # .scores, .reasons, .result
 
 The report takes a run's codes as current when they encoded the step its status.json records
 (and the checkpoint metrics.json scored, where that is current too), as it takes metrics.json;
@@ -72,8 +72,8 @@ def write_codes(run_dir, model: torch.nn.Module, data, checkpoint: dict, device=
     means, kl = encode(model, data, device)
     path = Path(run_dir) / UDR_CODES
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, means=means, kl=kl, dataset=str(getattr(data, "name", "")), **scored(checkpoint),
-                 **{f"inputs_{k}": v for k, v in INPUTS.items()})
+        np.savez(f, means=means, kl=kl, dataset=str(getattr(data, "name", "")),
+                 **scored(checkpoint), **{f"inputs_{k}": v for k, v in INPUTS.items()})
     return path
 
 

@@ -5,7 +5,7 @@ UDR scores a *set* of models (the seeds of one setting: same method, hyperparame
 dataset), not one representation, so it is not in the per-run registry of `metrics.compute`.
 Call it on models:
 
-    result = compute_udr(data, [model_a, model_b, model_c], seed=0)   # model(images) -> (mean, logvar)
+    result = compute_udr(data, [model_a, model_b, model_c], seed=0)  # images -> (mean, logvar)
     result["model_scores"]          # one score per model, in order; higher is more disentangled
 
 or on codes already computed (what evaluation stores per run; bench/udr_setting.py):
@@ -23,6 +23,8 @@ import numpy as np
 import scipy.stats
 from sklearn.linear_model import Lasso
 from sklearn.preprocessing import StandardScaler
+
+from . import _int_seed
 
 CORRELATIONS = ("lasso", "spearman")
 # dlib zeroes latents with KL <= 0.01 whatever kl_filter_threshold is (hard-coded there).
@@ -45,11 +47,13 @@ def compute_udr(data, models, seed=0, num_data_points: int = 1000, batch_size: i
     keys: "model_scores" (one per model), "pairwise_disentanglement_scores" (M x M x 1) and,
     if asked, "raw_correlations" (M x M x D x D); see `udr_from_codes`.
     """
+    if not 0 < batch_size <= num_data_points:
+        raise ValueError(f"batch_size ({batch_size}) must be at least 1 and at most "
+                         f"num_data_points ({num_data_points})")
     if num_data_points % batch_size != 0:
         raise ValueError(f"num_data_points ({num_data_points}) must be a multiple of "
                          f"batch_size ({batch_size}): UDR draws whole batches")
     _check_options(correlation_matrix, len(models))
-    from . import _int_seed
     random_state = np.random.RandomState(_int_seed(seed))
     means = [[] for _ in models]
     batch_kls = [[] for _ in models]
