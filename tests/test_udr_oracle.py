@@ -195,6 +195,22 @@ def test_a_suite_dataset_and_torch_models_are_accepted():
     assert np.array(result["raw_correlations"]).shape == (3, 3, 3, 3)
 
 
+def test_dlibs_quirks_by_hand():
+    """Two copies of codes (N, 2) whose second latent has KL 0.005: dlib zeroes it whatever the
+    filter threshold (0.01 is hard-coded), so below that threshold it stays in as a zero row
+    and column: a Lasso copy scores 0.9 (the L1 shrinkage of a perfect copy) on one of two
+    terms, 0.45. Without the filter, Spearman's constant latent gives NaN, and a NaN anywhere in
+    a row or column makes that term 0: every model scores 0."""
+    codes = np.random.RandomState(0).randn(1000, 2)
+    kl = np.array([1.0, 0.005])
+    lasso = udr_from_codes([codes, codes], [kl, kl], kl_filter_threshold=0.001)
+    np.testing.assert_allclose(lasso["model_scores"], [0.45, 0.45], atol=1e-6)
+    spearman = udr_from_codes([codes, codes], [kl, kl], correlation_matrix="spearman",
+                              filter_low_kl=False)
+    assert spearman["model_scores"] == [0.0, 0.0]
+    assert np.isnan(spearman["raw_correlations"][0][1][1]).all()
+
+
 # ---- errors: one clear message where dlib asserts, crashes or returns NaN -----------------------
 
 CODES = np.random.RandomState(0).randn(100, 3)
