@@ -119,7 +119,7 @@ def test_fast_sigma_settles_at_the_equilibrium_under_each_convention(recon, tmp_
     """With σ fast (sigma_lr 0.1) against a slowly moving network (lr 1e-5) both ratios reach
     1 ± 0.1 and stay there: β̂ = β̂*, whichever the convention."""
     monkeypatch.setattr(train_module, "VAE", OpenSmallVAE)
-    run = train(RunSpec("l-vae", "tiny", 0, 400, batch_size=64, latent_dim=4, lr=1e-5,
+    run = train(RunSpec("l-vae", "tiny", 0, 300, batch_size=64, latent_dim=4, lr=1e-5,
                         log_every=20, params={"sigma_lr": 0.1, "recon": recon}),
                 tmp_path, data=data, device="cpu")
     rows = history(run.run_dir)
