@@ -276,8 +276,28 @@ def test_beta_hat_plot_draws_beta_hat_star_dashed():
     plt.close(fig)
 
 
-def test_recon_note_lists_the_labels_off_the_common_convention():
+def test_recon_note_names_the_default_or_the_most_common_and_the_labels_off_it():
     done = pd.DataFrame({"label": ["a", "a", "b", "c"],
                          "recon_convention": ["mse-mean", "mse-mean", "bernoulli-sum", "mse-mean"]})
-    assert tables.recon_note(done) == "reconstruction term: mse-mean (b: bernoulli-sum)"
+    assert tables.recon_note(done) == ("reconstruction term: bernoulli-sum (a: mse-mean; "
+                                       "c: mse-mean)")
+    done.loc[2, "recon_convention"] = "gaussian-sum"
+    assert tables.recon_note(done) == "reconstruction term: mse-mean (b: gaussian-sum)"
     assert tables.recon_note(done.iloc[:2]) == "reconstruction term: mse-mean"
+
+
+# --- the study script ----------------------------------------------------------------------------
+
+def test_study_trains_each_convention_with_its_control_and_plots(tmp_path, data):
+    from disentbench.bench import lvae_study
+    table = lvae_study.run(tmp_path, {"tiny": data}, seeds=1, steps=4, sigma_lr=0.05,
+                           batch_size=8, lr=1e-4, precision="fp32")
+    assert list(zip(table["recon"], table["sigma_lr"])) == [
+        (recon, rate) for recon in RECON_CONVENTIONS for rate in (0.05, 0.0)]
+    assert {"beta_hat", "beta_hat_star", "kl", "active_dims", "settled"} <= set(table)
+    assert (table[table["sigma_lr"] == 0]["beta_hat"] == 1.0).all()
+    assert (tmp_path / "runs/tiny/l-vae-sigma_lr=0.05/seed0").is_dir()     # default recon: unnamed
+    path = lvae_study.plot(table, tmp_path / "figure.png", "title")
+    assert path.stat().st_size > 1000
+    missing, why = lvae_study.real_dsprites(tmp_path / "absent.npz")
+    assert missing is None and "absent.npz not found" in why
