@@ -301,3 +301,20 @@ def test_study_trains_each_convention_with_its_control_and_plots(tmp_path, data)
     assert path.stat().st_size > 1000
     missing, why = lvae_study.real_dsprites(tmp_path / "absent.npz")
     assert missing is None and "absent.npz not found" in why
+
+
+def test_seed_group_members_log_their_own_equilibrium(tmp_path, data):
+    from disentbench.bench.group import train_group
+    specs = [RunSpec("l-vae-perdim", "tiny", seed, 4, batch_size=8, latent_dim=3, log_every=2,
+                     params={"sigma_lr": 0.01, "recon": "gaussian-sum"}) for seed in (0, 1)]
+    results = train_group(specs, tmp_path, data=data, device="cpu")
+    rows = [history(result.run_dir) for result in results]
+    assert rows[0][-1]["recon"] != rows[1][-1]["recon"]
+    for row in rows[0] + rows[1]:
+        for j in range(3):
+            assert row[f"beta_hat_star_{j}"] == pytest.approx(
+                math.sqrt(row["recon"] / row[f"kl_{j}"]), rel=1e-5)
+            assert row[f"sigma1_sq_ratio_{j}"] == pytest.approx(
+                row[f"sigma1_{j}"] ** 2 / math.sqrt(row[f"kl_{j}"]), rel=1e-5)
+        assert row["sigma0_sq_ratio"] == pytest.approx(row["sigma0"] ** 2 / math.sqrt(row["recon"]),
+                                                       rel=1e-5)
