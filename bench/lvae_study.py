@@ -5,10 +5,11 @@ reconstruction convention (`recon`), on procedural and real dSprites (docs/lvae_
                                            [--sigma-lr 0.05] [--lr 1e-4]
 
 Trains `l-vae` with every convention of methods.base.RECON_CONVENTIONS and seeds 0..n-1, and
-seed 0 with σ frozen (sigma_lr 0, the control), through the harness (run folders under DIR/runs), on `dsprites-procedural` and on the real dSprites
-sub-grid (../shared/data/dsprites/dsprites_downsampled.npz, 46,080 images of the official file;
-skipped with the reason where absent), one thread, `--precision auto` (bf16 where the CPU computes
-it natively). Writes DIR/lvae_study.csv (one row per run: final β̂, β̂*, ratios, L_R, KL, active
+seed 0 with σ frozen (sigma_lr 0, the control), through the harness (run folders under
+DIR/runs), on `dsprites-procedural` and on the real dSprites sub-grid
+(../shared/data/dsprites/dsprites_downsampled.npz, 46,080 images of the official file; skipped
+with the reason where absent), one thread, `--precision auto` (bf16 where the CPU computes it
+natively). Writes DIR/lvae_study.csv (one row per run: final β̂, β̂*, ratios, L_R, KL, active
 dimensions, whether β̂ settled and from which step) and DIR/lvae_equilibrium.png (final β̂
 against β̂* per run, one panel per dataset).
 """

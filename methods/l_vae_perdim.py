@@ -30,4 +30,3 @@ class LVAEPerDim(SigmaWeighted):
         inv_var = torch.exp(-self.log_var)
         loss = inv_var[0] * rec + (inv_var[1:] * kl_dims).sum() + torch.exp(self.log_var).sum()
         return {"loss": loss, "recon": rec, "kl": kl_dims.sum()}
-

@@ -42,8 +42,9 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
 
 def recon_note(done: pd.DataFrame) -> str:
     """The reconstruction convention(s) of `done`'s labels for a caption: the suite's default
-    where a label has it (else the most common one), then each label with another, e.g. "reconstruction term: bernoulli-sum (l-vae-recon=mse-mean:
-    mse-mean; sigma-vae: own gaussian NLL)"."""
+    where a label has it (else the most common one), then each label with another, e.g.
+    "reconstruction term: bernoulli-sum (l-vae-recon=mse-mean: mse-mean; sigma-vae: own
+    gaussian NLL)"."""
     if "recon_convention" not in done or done.empty:
         return ""
     by_label = done.groupby("label", sort=False)["recon_convention"].first()
