@@ -72,7 +72,8 @@ def test_ablation_runs_beta_vae_with_the_final_beta_hat(tmp_path, capsys):
             beta_hat = float(list(csv.DictReader(f))[-1]["beta_hat"])
         run = tmp_path / f"runs/tiny/beta-vae-fixed-beta-hat/seed{seed}"
         config = json.loads((run / "config.json").read_text())
-        assert config["method_params"] == {"beta": beta_hat} and beta_hat != 4.0
+        assert config["method_params"] == {"beta": beta_hat, "recon": "bernoulli-sum"}
+        assert beta_hat != 4.0
         assert config["ablation"] == {"of": "l-vae", "beta_hat": beta_hat,
                                       "source_run": f"runs/tiny/l-vae/seed{seed}"}
         assert config["spec"]["seed"] == seed and config["spec"]["method"] == "beta-vae"

@@ -17,7 +17,8 @@ folder without runs/. Writes, under the results folder:
   tables/significance.csv         each label vs l-vae per dataset and metric: test, p, Holm p
   tables/ablation.csv, ablation_pairs.csv, ablation_<dataset>.tex/.md
                                   L-VAE vs β-VAE with β fixed to its β̂, paired by seed
-  tables/beta_hat.csv/.md         learned β̂ per dataset: mean ± std, above or below 1
+  tables/beta_hat.csv/.md         learned β̂ per dataset: mean ± std, above or below 1, its
+                                  equilibrium β̂*, settled in how many seeds and from which step
   tables/agreement_<dataset>.csv  Spearman ρ between metrics over the runs of a dataset
   tables/ranks.csv                average ranks over datasets × metrics (Friedman, Nemenyi)
   plots/*.png                     metrics, trade-off, agreement, KL per dimension and training per
@@ -38,12 +39,19 @@ import pandas as pd
 from disentbench import metrics
 from disentbench.bench.evaluate import IN_MODEL_LIKELIHOOD, RECONSTRUCTION
 from disentbench.bench.io import atomic_path, read_json_or_empty, write_text
+from disentbench.methods.l_vae import SETTLED_BAND, SETTLED_FRACTION
 
 from . import manifest, page, plots, stats, tables
 from .load import label_order, read_results
 from .manifest import ReportError, check_targets
 
 __all__ = ["ReportError", "build", "check_targets", "main"]
+
+BETA_HAT_CAPTION = (
+    "Learned β̂ (final value, over seeds), by reconstruction convention (recon), beside the "
+    "equilibrium it chases, β̂* = √(L_R/KL) of the last logged batch; settled: both ratios "
+    f"σ0²/√L_R and σ1²/√KL within 1 ± {SETTLED_BAND:g} over the last "
+    f"{SETTLED_FRACTION:.0%} of training")
 
 
 def _csv(frame: pd.DataFrame, path: Path, index: bool = False) -> Path:
@@ -109,7 +117,10 @@ def _write(out: Path, results, files: list[Path]) -> None:
         files.append(_csv(tests, tdir / "significance.csv"))
     pairs = tables.ablation_pairs(done, metric_columns)
     ablation = tables.ablation_table(pairs, directions)
-    beta_hat = tables.beta_hat_table(done)
+    histories = results.histories
+    if len(histories):
+        histories = histories[histories["status"] == "done"]
+    beta_hat = tables.beta_hat_table(done, histories)
     if len(pairs):
         files += [_csv(pairs, tdir / "ablation_pairs.csv"), _csv(ablation, tdir / "ablation.csv")]
     overall = {"tables": [], "figures": []}
@@ -117,13 +128,9 @@ def _write(out: Path, results, files: list[Path]) -> None:
         shown = beta_hat.drop(columns=["mean", "std"]).set_index("dataset")
         shown[["min", "max"]] = shown[["min", "max"]].map(lambda v: f"{v:.3g}")
         files += [_csv(beta_hat, tdir / "beta_hat.csv")]
-        _text(tdir / "beta_hat.md", shown.to_markdown() + "\n")
+        _text(tdir / "beta_hat.md", f"{BETA_HAT_CAPTION}\n\n{shown.to_markdown()}\n")
         files.append(tdir / "beta_hat.md")
-        overall["tables"].append("<h3>Learned β̂ (final value, over seeds)</h3>"
-                                 + shown.to_html(border=0))
-    histories = results.histories
-    if len(histories):
-        histories = histories[histories["status"] == "done"]
+        overall["tables"].append(f"<h3>{BETA_HAT_CAPTION}</h3>" + shown.to_html(border=0))
     sections = [_dataset_section(out, dataset, done[done["dataset"] == dataset], histories,
                                  labels, colours, directions, metric_columns, comparable, tests,
                                  ablation, files)
@@ -151,7 +158,7 @@ def _dataset_section(out, dataset, done, histories, labels, colours, directions,
         long = tables.comparison(done, present, columns, directions, comparable,
                                  tests[tests["dataset"] == dataset])
         notes = tables.footnotes(long)
-        caption = f"{dataset}: methods × headline metrics{untrained}"
+        caption = f"{dataset}: methods × headline metrics; {tables.recon_note(done)}{untrained}"
         files.append(_csv(long, tdir / f"comparison_{dataset}.csv"))
         for style, suffix, render in (("markdown", "md", tables.to_markdown),
                                       ("latex", "tex", tables.to_latex)):
@@ -161,7 +168,9 @@ def _dataset_section(out, dataset, done, histories, labels, colours, directions,
         section["tables"].append(("Comparison", tables.to_html(
             tables.grid(long, present, "html"), notes, caption)))
     if len(ablation) and dataset in set(ablation["dataset"]):
-        caption = f"{dataset}: learned β̂ against β fixed to it (paired by seed){untrained}"
+        paired = done[done["label"].isin(set(ablation["method"]) | set(ablation["ablation"]))]
+        caption = (f"{dataset}: learned β̂ against β fixed to it (paired by seed); "
+                   f"{tables.recon_note(paired)}{untrained}")
         for style, suffix, render in (("markdown", "md", tables.to_markdown),
                                       ("latex", "tex", tables.to_latex)):
             _text(tdir / f"ablation_{dataset}.{suffix}",
