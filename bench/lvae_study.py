@@ -19,23 +19,20 @@ import argparse
 import time
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-
-from disentbench import methods  # noqa: E402
-from disentbench.bench import data as datasets  # noqa: E402
-from disentbench.bench.data.base import GroundTruthData  # noqa: E402
-from disentbench.bench.data.dsprites import FACTOR_NAMES  # noqa: E402
-from disentbench.bench.spec import RunSpec  # noqa: E402
-from disentbench.bench.store import RunStore  # noqa: E402
-from disentbench.bench.train import train  # noqa: E402
-from disentbench.methods.base import RECON_CONVENTIONS  # noqa: E402
-from disentbench.methods.l_vae import equilibrium_summary  # noqa: E402
+from disentbench import methods
+from disentbench.bench import data as datasets
+from disentbench.bench.data.base import GroundTruthData
+from disentbench.bench.data.dsprites import FACTOR_NAMES
+from disentbench.bench.spec import RunSpec
+from disentbench.bench.store import RunView
+from disentbench.bench.train import train
+from disentbench.methods.base import RECON_CONVENTIONS
+from disentbench.methods.l_vae import equilibrium_summary
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dsprites" / \
     "dsprites_downsampled.npz"
@@ -56,7 +53,7 @@ def real_dsprites(path: Path) -> tuple[GroundTruthData | None, str]:
 
 def summary_row(run_dir: Path, dataset: str, recon: str, seed: int, seconds: float) -> dict:
     """One run's final logged values and its equilibrium summary."""
-    rows = RunStore(run_dir).read_history()
+    rows = RunView(run_dir).read_history()
     last, settled = rows[-1], equilibrium_summary(rows)
     return {"dataset": dataset, "recon": recon, "seed": seed, "step": int(last["step"]),
             "recon_term": last["recon"],
@@ -99,8 +96,8 @@ def plot(table: pd.DataFrame, path: Path, title: str) -> Path:
     hollow marker: posterior collapsed (no active dimension at the last logged step)."""
     table = table[table["sigma_lr"] > 0]
     names = list(dict.fromkeys(table["dataset"]))
-    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.9), squeeze=False,
-                             layout="constrained")
+    fig = Figure(figsize=(4.2 * len(names), 3.9), layout="constrained")   # no pyplot
+    axes = fig.subplots(1, len(names), squeeze=False)
     low = min(table["beta_hat"].min(), table["beta_hat_star"].min()) / 2
     high = max(table["beta_hat"].max(), table["beta_hat_star"].max()) * 2
     for ax, name in zip(axes[0], names):
@@ -122,7 +119,6 @@ def plot(table: pd.DataFrame, path: Path, title: str) -> Path:
         ax.legend(fontsize=7, loc="upper left")
     fig.suptitle(title, fontsize=9)
     fig.savefig(path, dpi=80)
-    plt.close(fig)
     return path
 
 

@@ -13,14 +13,14 @@ from torch import nn
 from disentbench import methods
 from disentbench.bench import grid
 from disentbench.bench import report
-from disentbench.bench import train as train_module
+from disentbench.bench import engine as engine_module
 from disentbench.bench.cli import main
 from disentbench.bench.evaluate import reconstruction
-from disentbench.bench.nets import Output
+from disentbench.methods.base import Output, TrainContext
 from disentbench.bench.profiles import PROFILES
 from disentbench.bench.report import plots, tables
 from disentbench.bench.spec import RunSpec
-from disentbench.bench.train import train
+from disentbench.bench.train import train, train_runs
 from disentbench.methods.base import RECON_CONVENTIONS
 from disentbench.methods.l_vae import equilibrium_summary
 from tests.helpers import tiny_dsprites_like
@@ -66,8 +66,8 @@ def test_beta_hat_star_and_ratios_by_hand(recon):
 
 def test_per_dimension_ratios_by_hand():
     method = methods.create("l-vae-perdim")
-    method.bind(train_module.TrainContext(model=None, latent_dim=2, dataset_size=2, steps=1,
-                                          sample_batch=None, device=torch.device("cpu")))
+    method.bind(TrainContext(model=None, latent_dim=2, dataset_size=2, steps=1,
+                             sample_batch=None, device=torch.device("cpu")))
     s = [0.2, -0.5, 0.4]
     with torch.no_grad():
         method.log_var.copy_(torch.tensor(s))
@@ -118,7 +118,7 @@ def test_fast_sigma_settles_at_the_equilibrium_under_each_convention(recon, tmp_
                                                                      monkeypatch):
     """With σ fast (sigma_lr 0.1) against a slowly moving network (lr 1e-5) both ratios reach
     1 ± 0.1 and stay there: β̂ = β̂*, whichever the convention."""
-    monkeypatch.setattr(train_module, "VAE", OpenSmallVAE)
+    monkeypatch.setattr(engine_module, "VAE", OpenSmallVAE)
     run = train(RunSpec("l-vae", "tiny", 0, 300, batch_size=64, latent_dim=4, lr=1e-5,
                         log_every=20, params={"sigma_lr": 0.1, "recon": recon}),
                 tmp_path, data=data, device="cpu")
@@ -129,6 +129,8 @@ def test_fast_sigma_settles_at_the_equilibrium_under_each_convention(recon, tmp_
     last = rows[-1]
     assert last["beta_hat"] == pytest.approx(last["beta_hat_star"], rel=0.25)
     assert json.loads((run.run_dir / "config.json").read_text())["method_params"]["recon"] == recon
+    status = json.loads((run.run_dir / "status.json").read_text())
+    assert status["history_summary"] == summary                       # the run's status says so
 
 
 # --- the convergence test on synthetic histories --------------------------------------------------
@@ -304,10 +306,9 @@ def test_study_trains_each_convention_with_its_control_and_plots(tmp_path, data)
 
 
 def test_seed_group_members_log_their_own_equilibrium(tmp_path, data):
-    from disentbench.bench.group import train_group
     specs = [RunSpec("l-vae-perdim", "tiny", seed, 4, batch_size=8, latent_dim=3, log_every=2,
                      params={"sigma_lr": 0.01, "recon": "gaussian-sum"}) for seed in (0, 1)]
-    results = train_group(specs, tmp_path, data=data, device="cpu")
+    results = train_runs(specs, tmp_path, data=data, device="cpu")
     rows = [history(result.run_dir) for result in results]
     assert rows[0][-1]["recon"] != rows[1][-1]["recon"]
     for row in rows[0] + rows[1]:
