@@ -63,7 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="(profile: 10; paper: the dataset's number of factors)")
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (profile: 1e-4)")
     p.add_argument("--param", action="append", default=[], metavar="METHOD.NAME=VALUE",
-                   help="set a method parameter, e.g. --param beta-vae.beta=8 (repeatable)")
+                   help="set a method parameter, e.g. --param beta-vae.beta=8, or sweep it over a "
+                        "list: beta-vae.beta=1,2,4 (repeatable for other parameters; several "
+                        "parameters of one method sweep their product)")
     p.add_argument("--log-every", type=int, default=None, help="history row every N steps (profile)")
     p.add_argument("--checkpoint-every", type=int, default=None, help="(profile)")
     p.add_argument("--metrics", default=None,
@@ -91,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
                    help="with --backend dask: an existing scheduler (default: a local cluster "
                         "of --jobs single-threaded worker processes)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the plan (runs, steps, ETA) and exit without training")
     p.add_argument("--retry-failed", action="store_true", help="train runs that failed before again")
     p.add_argument("--keep-checkpoints", action="store_true",
                    help="keep the optimiser/RNG resume state of finished runs")
@@ -144,7 +148,14 @@ def _config_params(path: str, value) -> list[str]:
     if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
         raise UsageError(f"--config {path}: params must be tables, e.g. [params.beta-vae] beta = 8")
     return [a for method, items in value.items() for name, v in items.items()
-            for a in ("--param", f"{method}.{name}={str(v).lower() if isinstance(v, bool) else v}")]
+            for a in ("--param", f"{method}.{name}={_config_value(v)}")]
+
+
+def _config_value(value) -> str:
+    """A TOML parameter value (a list is a sweep) as --param's text."""
+    if isinstance(value, list):
+        return ",".join(map(_config_value, value))
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -154,10 +165,14 @@ def parse(argv: list[str]) -> argparse.Namespace:
     if args.config:
         from_file = config_argv(args.config, parser)
         try:
-            parser.parse_args(from_file)
+            file_params = parser.parse_args(from_file).param
         except UsageError as err:
             raise UsageError(f"--config {args.config}: {err}") from None
+        flag_params = args.param
         args = parser.parse_args(from_file + argv)
+        flagged = {item.partition("=")[0] for item in flag_params}
+        args.param = [item for item in file_params
+                      if item.partition("=")[0] not in flagged] + flag_params
     return args
 
 
@@ -189,23 +204,31 @@ def metric_names(text: str, device) -> list[str]:
     return list(dict.fromkeys(auto + chosen))
 
 
-def parse_params(items: list[str], chosen: list[str]) -> dict[str, dict]:
-    params: dict[str, dict] = {}
+def parse_params(items: list[str], chosen: list[str]) -> dict[str, list[dict]]:
+    """`--param METHOD.NAME=V1,V2,...` items as each method's settings: the product of its
+    parameters' value lists (bench/grid.py `sweep`). UsageError for a malformed item, an unknown
+    method or parameter, a bad value, or a key given twice."""
+    values: dict[str, dict[str, list]] = {}
     for item in items:
-        key, sep, value = item.partition("=")
+        key, sep, text = item.partition("=")
         method, dot, name = key.partition(".")
         if not sep or not dot:
-            raise UsageError(f"--param {item!r}: expected METHOD.NAME=VALUE, e.g. beta-vae.beta=8")
+            raise UsageError(f"--param {item!r}: expected METHOD.NAME=VALUE[,VALUE...], e.g. "
+                             f"beta-vae.beta=8 or beta-vae.beta=1,2,4")
         if method not in methods.available():
             raise UsageError(f"--param {item!r}: unknown method {method!r}; valid names: "
                              f"{', '.join(methods.available())}")
         if method not in chosen:
             raise UsageError(f"--param {item!r}: method {method!r} is not among --methods")
+        if name in values.get(method, {}):
+            raise UsageError(f"--param {key} is given twice; give its values once as a list, "
+                             f"e.g. --param {key}=1,2,4")
         try:
-            params.setdefault(method, {})[name] = methods.parse_value(method, name, value)
+            parsed = [methods.parse_value(method, name, v.strip()) for v in text.split(",")]
         except ValueError as err:
             raise UsageError(f"--param {item!r}: {err}") from None
-    return params
+        values.setdefault(method, {})[name] = list(dict.fromkeys(parsed))
+    return {method: grid.sweep(by_name) for method, by_name in values.items()}
 
 
 def pick_device(name: str | None, remote: bool = False) -> torch.device:
@@ -339,8 +362,9 @@ def _run(argv: list[str]) -> int:
     planning.check_batch_sizes(specs, {name: len(data) for name, data in loaded.items()})
     plan = planning.plan(specs, options, estimate.group_size(specs, options, loaded))
     eta = estimate.eta_seconds(plan, loaded) if plan.units else 0.0
-    _print_plan(plan, eta, profile, chosen, options, len(chosen_methods), len(data_names),
-                args.seeds)
+    _print_plan(plan, eta, profile, chosen, options, specs, len(data_names), args.seeds)
+    if args.dry_run:
+        return 0
     result = backend.run(plan)
     print(backend.summary(result.results))
     if result.interrupted is not None:
@@ -353,8 +377,15 @@ def _run(argv: list[str]) -> int:
     return 1 if result.failed else 0
 
 
-def _print_plan(plan, eta, profile, chosen, options, n_methods, n_datasets, seeds) -> None:
-    ablation = plan.runs - n_methods * n_datasets * seeds
+def _print_plan(plan, eta, profile, chosen, options, specs, n_datasets, seeds) -> None:
+    per_method: dict[str, set] = {}
+    for spec in specs:
+        per_method.setdefault(spec.method, set()).add(spec.params)
+    n_settings = sum(map(len, per_method.values()))
+    ablation = plan.runs - n_settings * n_datasets * seeds
+    swept = [f"{method} {len(found)}" for method, found in per_method.items() if len(found) > 1]
+    grid_line = (f"{len(per_method)} methods in {n_settings} settings ({', '.join(swept)})"
+                 if swept else f"{len(per_method)} methods")
     where = (f"Dask cluster at {options.scheduler}" if options.scheduler else
              f"{options.jobs} {'Dask' if options.backend == 'dask' else 'local'} worker "
              f"processes x {options.threads} thread(s)")
@@ -362,7 +393,7 @@ def _print_plan(plan, eta, profile, chosen, options, n_methods, n_datasets, seed
               ", one run at a time (no seed groups)")
     latent = "number of factors" if chosen["latent_dim"] == FACTORS else chosen["latent_dim"]
     print(f"disentbench: profile {profile}, device {options.device}, {plan.runs} runs "
-          f"({n_methods} methods x {n_datasets} datasets x {seeds} seeds"
+          f"({grid_line} x {n_datasets} datasets x {seeds} seeds"
           f"{f' + {ablation} fixed-beta-hat ablation runs' if ablation else ''}), "
           f"{chosen['steps']} steps, batch {chosen['batch_size']}, latent {latent}, "
           f"lr {chosen['lr']:g}, precision {precisions.resolve(options.precision, options.device)}; "

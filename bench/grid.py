@@ -1,4 +1,5 @@
-"""The grid: methods x datasets x seeds expanded into RunSpecs, and the fixed-β̂ ablation's runs.
+"""The grid: methods x parameter settings x datasets x seeds expanded into RunSpecs, and the
+fixed-β̂ ablation's runs.
 
 The ablation (the L-VAE paper's Table 3) trains `beta-vae` with β fixed to the final β̂ of the
 L-VAE run of the same dataset and seed, with the same settings, under its own label: a derived
@@ -7,6 +8,7 @@ run (bench/plan.py `DerivedRun`), `FIXED_BETA_HAT`.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from pathlib import Path
 
 from disentbench import methods
@@ -20,26 +22,37 @@ ABLATION_METHOD = "beta-vae"
 ABLATION_LABEL = "beta-vae-fixed-beta-hat"
 
 
+def sweep(values: dict[str, list]) -> list[dict]:
+    """The settings of one method: the product of its parameters' value lists, the first
+    parameter varying slowest ({"a": [1, 2], "b": [3]} -> [{"a": 1, "b": 3}, {"a": 2, "b": 3}])."""
+    names = list(values)
+    return [dict(zip(names, combination))
+            for combination in itertools.product(*(values[n] for n in names))]
+
+
 def expand(method_names, dataset_names, seeds: int, settings: dict, params: dict,
            num_factors: dict) -> list[RunSpec]:
-    """One RunSpec per dataset x method x seed (in that order). `settings` holds steps,
-    batch_size, latent_dim (an int or FACTORS), lr, log_every, checkpoint_every; `params` maps a
-    method to its parameters (those equal to the default are dropped: they name the same run);
-    `num_factors` maps a dataset to its number of factors, 0 for none (used for latent_dim =
-    FACTORS; a dataset without factors, CelebA, gets the usual 10)."""
+    """One RunSpec per dataset x method x parameter setting x seed (in that order). `settings`
+    holds steps, batch_size, latent_dim (an int or FACTORS), lr, log_every, checkpoint_every;
+    `params` maps a method to its list of parameter settings (`sweep`; a method not in it runs
+    its defaults once; parameters equal to the default are dropped, as they name the same run,
+    and settings that name the same run once); `num_factors` maps a dataset to its number of
+    factors, 0 for none (used for latent_dim = FACTORS; a dataset without factors, CelebA, gets
+    the usual 10)."""
     specs = []
     for dataset in dataset_names:
         latent_dim = settings["latent_dim"]
         if latent_dim == FACTORS:
             latent_dim = num_factors[dataset] or 10
         for method in method_names:
-            chosen = methods.non_default(method, params.get(method, {}))
+            chosen = dict.fromkeys(tuple(sorted(methods.non_default(method, setting).items()))
+                                   for setting in params.get(method) or [{}])
             specs.extend(RunSpec(method=method, dataset=dataset, seed=seed,
                                  steps=settings["steps"], batch_size=settings["batch_size"],
-                                 latent_dim=latent_dim, lr=settings["lr"],
-                                 params=tuple(chosen.items()), log_every=settings["log_every"],
+                                 latent_dim=latent_dim, lr=settings["lr"], params=setting,
+                                 log_every=settings["log_every"],
                                  checkpoint_every=settings["checkpoint_every"])
-                         for seed in range(seeds))
+                         for setting in chosen for seed in range(seeds))
     return specs
 
 
