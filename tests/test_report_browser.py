@@ -1,6 +1,8 @@
 """The report page in a real browser: headless Chromium (Debian's chromium and chromium-driver)
 driven by selenium loads results/index.html from disk."""
 import shutil
+import sys
+import types
 
 import pandas as pd
 import pytest
@@ -67,3 +69,22 @@ def test_page_renders_with_every_image_and_the_best_in_bold(tmp_path, browser):
     browser.save_screenshot(str(screenshot))
     assert screenshot.stat().st_size > 10_000
     print(f"screenshot: {screenshot}")
+
+
+def test_page_shows_the_sweep_plot_and_the_selection_tables(tmp_path, browser, monkeypatch):
+    monkeypatch.setitem(sys.modules, "disentbench.bench.udr_setting", types.SimpleNamespace(
+        setting_scores=lambda dirs, correlation_matrix="lasso": {p: 0.5 for p in dirs}))
+    synthetic_results(tmp_path, datasets=("dsprites",),
+                      labels=("beta-vae", "beta-vae-beta=8", "l-vae", "beta-vae-fixed-beta-hat",
+                              "vae"), seeds=3, steps=4)
+    report.build(tmp_path, select="mig")
+    browser.get((tmp_path / "index.html").as_uri())
+    sweep = browser.find_element("css selector", 'img[src="plots/sweep_dsprites_beta-vae.png"]')
+    assert browser.execute_script("return arguments[0].naturalWidth", sweep) > 600
+    captions = [c.text for c in browser.find_elements("tag name", "caption")]
+    for rule in ("mig", "mean-rank", "udr"):
+        assert f"dsprites: each method's setting chosen by {rule}" in captions
+    headings = [h.text for h in browser.find_elements("tag name", "h3")]
+    assert "Method ranking between selection rules" in headings
+    notes = " ".join(p.text for p in browser.find_elements("css selector", "p.note"))
+    assert "no best-seed picking" in notes

@@ -130,6 +130,10 @@ def select(done: pd.DataFrame, out: Path, rule: str, columns, directions,
                   else pd.Series(np.nan, index=oriented_medians(done, [], directions).index))
         notes = [NOTE.format(rule=key)] + ([fallback] if fallback else [])
     chosen, left_out = choose(scores, labels)
+    swept = chosen[chosen["settings"] > 1]
+    if len(swept):
+        notes.append("Chosen: " + "; ".join(f"{r.method}: {r.label} (of {r.settings} settings)"
+                                            for r in swept.itertuples()) + ".")
     return chosen, notes + [f"Left out: {'; '.join(left_out)}."] * bool(left_out)
 
 

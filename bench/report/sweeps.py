@@ -51,24 +51,25 @@ def _x(part: pd.DataFrame, names: list[str]):
     return part["label"].map(order.index).to_numpy(float), order, "setting"
 
 
-def _learned(done: pd.DataFrame, metric: str) -> list[tuple[str, float, float, pd.Series]]:
-    """(what, β mean, β std, metric values) of the L-VAE runs (their final β̂) and of the
-    fixed-β̂ ablation runs (the β̂ they were given)."""
+def _learned(done: pd.DataFrame, metric: str) -> list[tuple[str, str, float, float, pd.Series]]:
+    """(label, legend text, β mean, β std, metric values) of the L-VAE runs (their final β̂)
+    and of the fixed-β̂ ablation runs (the β̂ they were given)."""
     points = []
     source = done[(done["label"] == SOURCE)]
     if "beta_hat" in source and source["beta_hat"].notna().any():
-        points.append(("L-VAE, learned β̂", source["beta_hat"].mean(), source["beta_hat"].std(),
-                       source[metric]))
+        points.append((SOURCE, r"L-VAE at its learned $\hat\beta$", source["beta_hat"].mean(),
+                       source["beta_hat"].std(), source[metric]))
     if "ablation_of" in done:
         ablation = done[done["ablation_of"] == SOURCE]
         if len(ablation):
             beta = ablation["ablation_beta_hat"].astype(float)
-            points.append(("β-VAE, β fixed to β̂", beta.mean(), beta.std(), ablation[metric]))
+            points.append((ablation["label"].iloc[0], r"β-VAE with β fixed to $\hat\beta$",
+                           beta.mean(), beta.std(), ablation[metric]))
     return points
 
 
 def sweep_plot(part: pd.DataFrame, names, done: pd.DataFrame, dataset: str, method: str,
-               columns, directions, colour, path: Path) -> Path | None:
+               columns, directions, colours, path: Path) -> Path | None:
     """One panel per metric: the median over seeds per setting joined by a line, the min–max
     band and the seeds; for β-VAE's β the L-VAE and ablation points (mean ± std of β)."""
     columns = [c for c in columns if c in part and part[c].notna().any()]
@@ -76,6 +77,7 @@ def sweep_plot(part: pd.DataFrame, names, done: pd.DataFrame, dataset: str, meth
         return None
     x, ticks, xlabel = _x(part, names)
     part = part.assign(x=x)
+    colour = colours.get(method, colours.get(part["label"].iloc[0], "tab:blue"))
     fig, axes = _axes(len(columns), width=4.4, height=3.4)
     for ax, metric in zip(axes, columns):
         summary = part.groupby("x")[metric].agg(["median", "min", "max"]).dropna()
@@ -86,13 +88,15 @@ def sweep_plot(part: pd.DataFrame, names, done: pd.DataFrame, dataset: str, meth
         ax.scatter(part["x"], part[metric], s=9, color=colour, edgecolor="black", lw=0.3,
                    zorder=3)
         if method == TARGET and names == ["beta"]:
-            for (what, beta, spread, values), marker in zip(_learned(done, metric), "D^"):
+            for (label, what, beta, spread, values), marker in zip(_learned(done, metric),
+                                                                   "Ds"):
                 if values.notna().any():
                     ax.errorbar(beta, values.median(), xerr=0 if np.isnan(spread) else spread,
                                 yerr=[[values.median() - values.min()],
                                       [values.max() - values.median()]],
-                                fmt=marker, color="black", ms=6, capsize=3, zorder=4,
-                                label=f"{what} (mean ± std of β; median, min–max)")
+                                fmt=marker, color=colours.get(label, "black"), ms=6, capsize=3,
+                                mec="black", zorder=4,
+                                label=f"{what} (β: mean ± std; metric: median, min–max)")
         if ticks is None and (x > 0).all() and x.max() >= 8 * x.min():
             ax.set_xscale("log")
         if ticks is not None:
@@ -100,7 +104,8 @@ def sweep_plot(part: pd.DataFrame, names, done: pd.DataFrame, dataset: str, meth
         ax.set_xlabel(xlabel)
         ax.set_title(f"{metric}\n({DIRECTION_NOTE.get(directions.get(metric), 'not ranked')})",
                      fontsize=9)
-    axes[-1].legend(loc="upper left", bbox_to_anchor=(1, 1), fontsize=7)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=2,
+               fontsize=8)
     fig.suptitle(f"{dataset}: {method} against {', '.join(names) or 'its settings'}")
     return save(fig, path)
 
@@ -110,8 +115,7 @@ def sweep_plots(done: pd.DataFrame, dataset: str, columns, directions, colours,
     """`plots/sweep_<dataset>_<method>.png` for each swept method of one dataset's runs."""
     figures = []
     for method, (part, names) in swept(done).items():
-        colour = colours.get(method, colours.get(part["label"].iloc[0], "tab:blue"))
-        path = sweep_plot(part, names, done, dataset, method, columns, directions, colour,
+        path = sweep_plot(part, names, done, dataset, method, columns, directions, colours,
                           pdir / f"sweep_{dataset}_{method}.png")
         if path:
             extra = (" with the L-VAE runs' learned β̂ and the fixed-β̂ ablation"
