@@ -63,9 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="(profile: 10; paper: the dataset's number of factors)")
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (profile: 1e-4)")
     p.add_argument("--param", action="append", default=[], metavar="METHOD.NAME=VALUE",
-                   help="set a method parameter, e.g. --param beta-vae.beta=8, or sweep it over a "
-                        "list: beta-vae.beta=1,2,4 (repeatable for other parameters; several "
-                        "parameters of one method sweep their product)")
+                   help="set a method parameter (beta-vae.beta=8) or sweep a list (beta-vae.beta="
+                        "1,2,4); repeatable, one method's parameters sweep their product")
     p.add_argument("--log-every", type=int, default=None, help="history row every N steps (profile)")
     p.add_argument("--checkpoint-every", type=int, default=None, help="(profile)")
     p.add_argument("--metrics", default=None,
@@ -153,9 +152,8 @@ def _config_params(path: str, value) -> list[str]:
 
 def _config_value(value) -> str:
     """A TOML parameter value (a list is a sweep) as --param's text."""
-    if isinstance(value, list):
-        return ",".join(map(_config_value, value))
-    return str(value).lower() if isinstance(value, bool) else str(value)
+    text = ",".join(map(_config_value, value)) if isinstance(value, list) else str(value)
+    return text.lower() if isinstance(value, bool) else text
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -168,11 +166,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
             file_params = parser.parse_args(from_file).param
         except UsageError as err:
             raise UsageError(f"--config {args.config}: {err}") from None
-        flag_params = args.param
+        flagged = {item.partition("=")[0] for item in args.param}     # flags replace the file's
+        params = [i for i in file_params if i.partition("=")[0] not in flagged] + args.param
         args = parser.parse_args(from_file + argv)
-        flagged = {item.partition("=")[0] for item in flag_params}
-        args.param = [item for item in file_params
-                      if item.partition("=")[0] not in flagged] + flag_params
+        args.param = params
     return args
 
 
@@ -206,15 +203,14 @@ def metric_names(text: str, device) -> list[str]:
 
 def parse_params(items: list[str], chosen: list[str]) -> dict[str, list[dict]]:
     """`--param METHOD.NAME=V1,V2,...` items as each method's settings: the product of its
-    parameters' value lists (bench/grid.py `sweep`). UsageError for a malformed item, an unknown
-    method or parameter, a bad value, or a key given twice."""
+    parameters' value lists (grid.sweep). UsageError names a bad item or a key given twice."""
     values: dict[str, dict[str, list]] = {}
     for item in items:
         key, sep, text = item.partition("=")
         method, dot, name = key.partition(".")
         if not sep or not dot:
             raise UsageError(f"--param {item!r}: expected METHOD.NAME=VALUE[,VALUE...], e.g. "
-                             f"beta-vae.beta=8 or beta-vae.beta=1,2,4")
+                             "beta-vae.beta=1,2,4")
         if method not in methods.available():
             raise UsageError(f"--param {item!r}: unknown method {method!r}; valid names: "
                              f"{', '.join(methods.available())}")
@@ -378,14 +374,11 @@ def _run(argv: list[str]) -> int:
 
 
 def _print_plan(plan, eta, profile, chosen, options, specs, n_datasets, seeds) -> None:
-    per_method: dict[str, set] = {}
-    for spec in specs:
-        per_method.setdefault(spec.method, set()).add(spec.params)
-    n_settings = sum(map(len, per_method.values()))
-    ablation = plan.runs - n_settings * n_datasets * seeds
-    swept = [f"{method} {len(found)}" for method, found in per_method.items() if len(found) > 1]
-    grid_line = (f"{len(per_method)} methods in {n_settings} settings ({', '.join(swept)})"
-                 if swept else f"{len(per_method)} methods")
+    counts = grid.settings_per_method(specs)
+    ablation = plan.runs - sum(counts.values()) * n_datasets * seeds
+    swept = ", ".join(f"{method} {n}" for method, n in counts.items() if n > 1)
+    grid_line = f"{len(counts)} methods" + (f" in {sum(counts.values())} settings ({swept})"
+                                            if swept else "")
     where = (f"Dask cluster at {options.scheduler}" if options.scheduler else
              f"{options.jobs} {'Dask' if options.backend == 'dask' else 'local'} worker "
              f"processes x {options.threads} thread(s)")

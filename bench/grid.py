@@ -56,6 +56,14 @@ def expand(method_names, dataset_names, seeds: int, settings: dict, params: dict
     return specs
 
 
+def settings_per_method(specs: list[RunSpec]) -> dict[str, int]:
+    """The number of parameter settings of each method among `specs`, in their order."""
+    found: dict[str, set] = {}
+    for spec in specs:
+        found.setdefault(spec.method, set()).add(spec.params)
+    return {method: len(settings) for method, settings in found.items()}
+
+
 def is_ablation_source(spec: RunSpec) -> bool:
     """Whether `spec` is a run the fixed-β̂ ablation takes its β from."""
     return spec.method == ABLATION_SOURCE and not spec.params and not spec.variant

@@ -48,3 +48,5 @@ def test_smoke_study_reports_sweeps_selections_and_their_agreement(tmp_path, cap
     assert set(zip(agreement["rule_a"], agreement["rule_b"])) == {
         ("beta-vae", "mean-rank"), ("beta-vae", "udr"), ("mean-rank", "udr")}
     assert "Method ranking between selection rules" in page
+    assert main([*SMOKE_STUDY, "--datasets", "tiny", "--out", str(tmp_path)]) == 0
+    assert "0 trained or evaluated now, 18 already done" in capsys.readouterr().out

@@ -99,18 +99,9 @@ def _build(out: Path, select: str = selection.DEFAULT_METRIC):
         files.append(_csv(tests, tdir / "significance.csv"))
     pairs = tables.ablation_pairs(done, metric_columns)
     ablation = tables.ablation_table(pairs, directions)
-    beta_hat = tables.beta_hat_table(done)
     if len(pairs):
         files += [_csv(pairs, tdir / "ablation_pairs.csv"), _csv(ablation, tdir / "ablation.csv")]
-    overall = {"tables": [], "figures": []}
-    if len(beta_hat):
-        shown = beta_hat.drop(columns=["mean", "std"]).set_index("dataset")
-        shown[["min", "max"]] = shown[["min", "max"]].map(lambda v: f"{v:.3g}")
-        files += [_csv(beta_hat, tdir / "beta_hat.csv")]
-        write_text(tdir / "beta_hat.md", shown.to_markdown() + "\n")
-        files.append(tdir / "beta_hat.md")
-        overall["tables"].append("<h3>Learned β̂ (final value, over seeds)</h3>"
-                                 + shown.to_html(border=0))
+    overall = {"tables": _beta_hat(done, tdir, files), "figures": []}
     histories = results.histories
     if len(histories):
         histories = histories[histories["status"] == "done"]
@@ -137,6 +128,19 @@ def _build(out: Path, select: str = selection.DEFAULT_METRIC):
               "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
     files.append(page.write(out, runs, results.problems, header, overall, sections, files))
     return files, results
+
+
+def _beta_hat(done: pd.DataFrame, tdir: Path, files) -> list[str]:
+    """tables/beta_hat.csv/.md (appended to `files`) and the page's table, if L-VAE ran."""
+    beta_hat = tables.beta_hat_table(done)
+    if beta_hat.empty:
+        return []
+    shown = beta_hat.drop(columns=["mean", "std"]).set_index("dataset")
+    shown[["min", "max"]] = shown[["min", "max"]].map(lambda v: f"{v:.3g}")
+    files += [_csv(beta_hat, tdir / "beta_hat.csv")]
+    write_text(tdir / "beta_hat.md", shown.to_markdown() + "\n")
+    files.append(tdir / "beta_hat.md")
+    return ["<h3>Learned β̂ (final value, over seeds)</h3>" + shown.to_html(border=0)]
 
 
 def _dataset_section(out, dataset, done, histories, labels, colours, directions,
