@@ -99,3 +99,25 @@ def test_kendall_tau_compares_the_rules_method_rankings():
     assert tau[("mig", "mean-rank")] == pytest.approx(1.0)
     assert tau[("mig", "udr")] == pytest.approx(-1.0)
     assert set(table["methods"]) == {3}
+
+
+def test_report_writes_the_selection_tables_sweep_plot_and_agreement(tmp_path, monkeypatch):
+    from disentbench.bench import report
+    from tests.report_runs import synthetic_results
+    monkeypatch.setitem(sys.modules, "disentbench.bench.udr_setting", types.SimpleNamespace(
+        setting_scores=lambda dirs, correlation_matrix="lasso": {p: 0.5 for p in dirs}))
+    synthetic_results(tmp_path, datasets=("dsprites",), labels=(
+        "beta-vae", "beta-vae-beta=8", "l-vae", "beta-vae-fixed-beta-hat", "vae"), seeds=3,
+        steps=4)
+    files = report.build(tmp_path, select="sap")
+    names = {f.relative_to(tmp_path).as_posix() for f in files}
+    assert "plots/sweep_dsprites_beta-vae.png" in names
+    assert "tables/selection_agreement.csv" in names
+    runs = pd.read_csv(tmp_path / "tables" / "runs.csv")
+    medians = runs[runs["method"] == "beta-vae"].groupby("label")["sap/SAP_score"].median()
+    for rule in ("sap", "mean-rank", "udr"):
+        table = pd.read_csv(tmp_path / "tables" / f"selection_{rule}_dsprites.csv")
+        assert set(table["label"]) & {"vae", "l-vae"} == {"vae", "l-vae"}
+        assert set(table["n"]) == {3} and "beta-vae-fixed-beta-hat" not in set(table["label"])
+    chosen = pd.read_csv(tmp_path / "tables" / "selection_sap_dsprites.csv")["label"]
+    assert medians.idxmax() in set(chosen)

@@ -226,7 +226,8 @@ def _selections(out: Path, dataset: str, done: pd.DataFrame, labels, directions,
         html = _comparison_files(out / "tables" / f"selection_{rule.replace('/', '-')}_{dataset}",
                                  long, present, notes + tables.footnotes(long), caption, files)
         shown.append((f"Model selection by {rule}", html))
-        rankings[rule] = selection.method_ranking(runs, columns, directions)
+        rankings[rule] = selection.method_ranking(
+            tables.comparable_values(runs, columns, comparable), columns, directions)
     agreement = selection.agreement(rankings, dataset)
     if len(agreement):
         overall = agreement[agreement["ranking"] == "mean rank"].drop(columns="dataset")
