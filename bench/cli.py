@@ -92,8 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
                    help="with --backend dask: an existing scheduler (default: a local cluster "
                         "of --jobs single-threaded worker processes)")
-    p.add_argument("--dry-run", action="store_true",
-                   help="print the plan (runs, steps, ETA) and exit without training")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and exit, training nothing")
     p.add_argument("--retry-failed", action="store_true", help="train runs that failed before again")
     p.add_argument("--keep-checkpoints", action="store_true",
                    help="keep the optimiser/RNG resume state of finished runs")
@@ -167,9 +166,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
         except UsageError as err:
             raise UsageError(f"--config {args.config}: {err}") from None
         flagged = {item.partition("=")[0] for item in args.param}     # flags replace the file's
-        params = [i for i in file_params if i.partition("=")[0] not in flagged] + args.param
-        args = parser.parse_args(from_file + argv)
-        args.param = params
+        kept = [i for i in file_params if i.partition("=")[0] not in flagged]
+        args = parser.parse_args(from_file + argv, argparse.Namespace(config_params=kept))
+        args.param = args.param[len(file_params):]
     return args
 
 
@@ -201,11 +200,13 @@ def metric_names(text: str, device) -> list[str]:
     return list(dict.fromkeys(auto + chosen))
 
 
-def parse_params(items: list[str], chosen: list[str]) -> dict[str, list[dict]]:
+def parse_params(items: list[str], chosen: list[str], from_config=()) -> dict[str, list[dict]]:
     """`--param METHOD.NAME=V1,V2,...` items as each method's settings: the product of its
-    parameters' value lists (grid.sweep). UsageError names a bad item or a key given twice."""
+    parameters' value lists (grid.sweep). UsageError names a bad item or a key given twice.
+    `from_config`: the --config file's items; those of a known method not chosen are dropped."""
     values: dict[str, dict[str, list]] = {}
-    for item in items:
+    known = [m for m in methods.available() if m not in chosen]
+    for item in [*items, *(i for i in from_config if i.partition(".")[0] not in known)]:
         key, sep, text = item.partition("=")
         method, dot, name = key.partition(".")
         if not sep or not dot:
@@ -345,7 +346,7 @@ def _run(argv: list[str]) -> int:
     profile, chosen = settings(args, device)
     chosen_methods = method_names(args.methods)
     data_names = _names(args.datasets, datasets.available(), datasets.available(), "dataset")
-    params = parse_params(args.param, chosen_methods)
+    params = parse_params(args.param, chosen_methods, getattr(args, "config_params", ()))
     names = metric_names(chosen["metrics"], device)
     out = _check_writable(args.out)
     options = _options(args, device, chosen, names, out, profile)

@@ -53,11 +53,20 @@ def test_config_lists_sweep_and_a_flag_overrides_the_files_key(tmp_path):
     config.write_text('methods = "beta-vae,factor-vae"\n[params.beta-vae]\nbeta = [1, 2, 4]\n'
                       '[params.factor-vae]\ngamma = [10, 40]\n')
     args = parse(["--config", str(config)])
-    assert parse_params(args.param, ["beta-vae", "factor-vae"]) == {
+    assert parse_params(args.param, ["beta-vae", "factor-vae"], args.config_params) == {
         "beta-vae": [{"beta": 1.0}, {"beta": 2.0}, {"beta": 4.0}],
         "factor-vae": [{"gamma": 10.0}, {"gamma": 40.0}]}
     args = parse(["--config", str(config), "--param", "beta-vae.beta=16"])
-    assert parse_params(args.param, ["beta-vae", "factor-vae"])["beta-vae"] == [{"beta": 16.0}]
+    assert parse_params(args.param, ["beta-vae", "factor-vae"], args.config_params)[
+        "beta-vae"] == [{"beta": 16.0}]
+
+
+def test_methods_narrow_a_config_file_but_not_a_flag(tmp_path):
+    args = parse(["--config", str(STUDY), "--methods", "beta-vae,l-vae"])
+    assert parse_params(args.param, ["beta-vae", "l-vae"], args.config_params) == {
+        "beta-vae": [{"beta": v} for v in (1.0, 2.0, 4.0, 6.0, 8.0, 16.0)]}
+    with pytest.raises(UsageError, match="method 'factor-vae' is not among --methods"):
+        parse_params(["factor-vae.gamma=10"], ["beta-vae"])
 
 
 def test_the_plan_line_counts_the_settings(capsys, tmp_path, monkeypatch):
@@ -75,7 +84,7 @@ def test_the_plan_line_counts_the_settings(capsys, tmp_path, monkeypatch):
 def test_the_study_config_holds_disentanglement_libs_ranges_with_dip_vae_ties():
     args = parse(["--config", str(STUDY)])
     chosen = methods.all_methods()
-    params = parse_params(args.param, chosen)
+    params = parse_params(args.param, chosen, args.config_params)
     values = {m: sorted({v for s in settings for v in s.values()}) for m, settings in params.items()}
     assert values["beta-vae"] == [1, 2, 4, 6, 8, 16]
     assert values["factor-vae"] == [10, 20, 30, 40, 50, 100]
