@@ -1,6 +1,5 @@
 """Model selection by named rules (bench/report/selection.py) on hand-made runs: the median over
 seeds decides, every seed of the chosen setting is kept, and Kendall's τ compares the rules."""
-import json
 import sys
 import types
 from pathlib import Path
