@@ -59,24 +59,34 @@ def metric_names(text: str, device) -> list[str]:
     return list(dict.fromkeys(auto + chosen))
 
 
-def parse_params(items: list[str], chosen: list[str]) -> dict[str, dict]:
+def parse_params(items: list[str], chosen: list[str], from_config=()) -> dict[str, list[dict]]:
+    """`--param METHOD.NAME=V1,V2,...` items as each method's settings: the product of its
+    parameters' value lists (grid.sweep). UsageError names a bad item or a key given twice.
+    `from_config`: the --config file's items; those of a known method not chosen are dropped."""
     from disentbench import methods
-    params: dict[str, dict] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
+    from disentbench.bench import grid
+    values: dict[str, dict[str, list]] = {}
+    known = [m for m in methods.available() if m not in chosen]
+    for item in [*items, *(i for i in from_config if i.partition(".")[0] not in known)]:
+        key, sep, text = item.partition("=")
         method, dot, name = key.partition(".")
         if not sep or not dot:
-            raise UsageError(f"--param {item!r}: expected METHOD.NAME=VALUE, e.g. beta-vae.beta=8")
+            raise UsageError(f"--param {item!r}: expected METHOD.NAME=VALUE[,VALUE...], e.g. "
+                             "beta-vae.beta=1,2,4")
         if method not in methods.available():
             raise UsageError(f"--param {item!r}: unknown method {method!r}; valid names: "
                              f"{', '.join(methods.available())}")
         if method not in chosen:
             raise UsageError(f"--param {item!r}: method {method!r} is not among --methods")
+        if name in values.get(method, {}):
+            raise UsageError(f"--param {key} is given twice; give its values once as a list, "
+                             f"e.g. --param {key}=1,2,4")
         try:
-            params.setdefault(method, {})[name] = methods.parse_value(method, name, value)
+            parsed = [methods.parse_value(method, name, v.strip()) for v in text.split(",")]
         except ValueError as err:
             raise UsageError(f"--param {item!r}: {err}") from None
-    return params
+        values.setdefault(method, {})[name] = list(dict.fromkeys(parsed))
+    return {method: grid.sweep(by_name) for method, by_name in values.items()}
 
 
 def pick_device(name: str | None, remote: bool = False):
@@ -247,9 +257,9 @@ def _plan(args):
     profile, chosen = settings(args, device)
     chosen_methods = method_names(args.methods)
     data_names = _names(args.datasets, datasets.available(), datasets.available(), "dataset")
-    params = parse_params(args.param, chosen_methods)
+    params = parse_params(args.param, chosen_methods, getattr(args, "config_params", ()))
     names = metric_names(chosen["metrics"], device)
-    grid.check_size(args.seeds, chosen_methods, data_names, args.ablation != "none")
+    grid.check_size(args.seeds, chosen_methods, data_names, args.ablation != "none", params)
     out = Path(args.out) if args.dry_run else _check_writable(args.out)
     options = _options(args, device, chosen, names, out, profile)
     # loaded here for the checks and the ETA probe; on the CPU when the workers are elsewhere
@@ -264,8 +274,7 @@ def _plan(args):
     planning.check_batch_sizes(specs, {name: len(data) for name, data in loaded.items()})
     plan = planning.plan(specs, options, estimate.group_size(specs, options, loaded))
     eta = estimate.eta_seconds(plan, loaded) if plan.units else 0.0
-    _print_plan(plan, eta, profile, chosen, options, len(chosen_methods), len(data_names),
-                args.seeds)
+    _print_plan(plan, eta, profile, chosen, options, specs, len(data_names), args.seeds)
     return plan
 
 
@@ -303,9 +312,14 @@ def _print_settled(plan) -> None:
           "--dry-run")
 
 
-def _print_plan(plan, eta, profile, chosen, options, n_methods, n_datasets, seeds) -> None:
+def _print_plan(plan, eta, profile, chosen, options, specs, n_datasets, seeds) -> None:
+    from disentbench.bench.grid import settings_per_method
     from disentbench.bench.precision import resolve
-    ablation = plan.runs - n_methods * n_datasets * seeds
+    counts = settings_per_method(specs)
+    ablation = plan.runs - sum(counts.values()) * n_datasets * seeds
+    swept = ", ".join(f"{method} {n}" for method, n in counts.items() if n > 1)
+    grid_line = f"{len(counts)} methods" + (f" in {sum(counts.values())} settings ({swept})"
+                                            if swept else "")
     where = (f"Dask cluster at {options.scheduler}" if options.scheduler else
              f"{options.jobs} {'Dask' if options.backend == 'dask' else 'local'} worker "
              f"processes x {options.threads} thread(s)")
@@ -313,7 +327,7 @@ def _print_plan(plan, eta, profile, chosen, options, n_methods, n_datasets, seed
               ", one run at a time (no seed groups)")
     latent = "number of factors" if chosen["latent_dim"] == FACTORS else chosen["latent_dim"]
     print(f"disentbench: profile {profile}, device {options.device}, {plan.runs} runs "
-          f"({n_methods} methods x {n_datasets} datasets x {seeds} seeds"
+          f"({grid_line} x {n_datasets} datasets x {seeds} seeds"
           f"{f' + {ablation} fixed-beta-hat ablation runs' if ablation else ''}), "
           f"{chosen['steps']} steps, batch {chosen['batch_size']}, latent {latent}, "
           f"lr {chosen['lr']:g}, precision {resolve(options.precision, options.device)}; "

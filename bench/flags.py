@@ -82,7 +82,8 @@ def _grid_flags(g) -> None:
     g.add_argument("--seeds", type=int, default=1,
                    help=f"number of seeds: runs seeds 0..N-1 (default 1, at most {MAX_SEEDS})")
     g.add_argument("--param", action="append", default=[], metavar="METHOD.NAME=VALUE",
-                   help="set a method parameter, e.g. --param beta-vae.beta=8 (repeatable)")
+                   help="set a method parameter (beta-vae.beta=8) or sweep a list (beta-vae.beta="
+                        "1,2,4); repeatable, one method's parameters sweep their product")
     g.add_argument("--ablation", default="fixed-beta-hat", choices=["fixed-beta-hat", "none"],
                    help="with l-vae in the grid, also train beta-vae with beta fixed to each "
                         "L-VAE run's final beta-hat (default), or not")
@@ -195,7 +196,13 @@ def _config_params(path: str, value) -> list[str]:
     if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
         raise UsageError(f"--config {path}: params must be tables, e.g. [params.beta-vae] beta = 8")
     return [a for method, items in value.items() for name, v in items.items()
-            for a in ("--param", f"{method}.{name}={str(v).lower() if isinstance(v, bool) else v}")]
+            for a in ("--param", f"{method}.{name}={_config_value(v)}")]
+
+
+def _config_value(value) -> str:
+    """A TOML parameter value (a list is a sweep) as --param's text."""
+    text = ",".join(map(_config_value, value)) if isinstance(value, list) else str(value)
+    return text.lower() if isinstance(value, bool) else text
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -205,18 +212,22 @@ def parse(argv: list[str]) -> argparse.Namespace:
     if args.config:
         from_file = config_argv(args.config, parser)
         try:
-            parser.parse_args(from_file)
+            file_params = parser.parse_args(from_file).param
         except UsageError as err:
             raise UsageError(f"--config {args.config}: {err}") from None
-        args = _parse_args(parser, from_file + argv)
+        flagged = {item.partition("=")[0] for item in args.param}     # flags replace the file's
+        kept = [i for i in file_params if i.partition("=")[0] not in flagged]
+        args = _parse_args(parser, from_file + argv, argparse.Namespace(config_params=kept))
+        args.param = args.param[len(file_params):]
     return args
 
 
-def _parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+def _parse_args(parser: argparse.ArgumentParser, argv: list[str],
+                namespace: argparse.Namespace | None = None) -> argparse.Namespace:
     """argparse's parse, with a hint where a value starting with '-' was taken for a flag
     (`--lr -1e-3`: argparse wants `--lr=-1e-3`)."""
     try:
-        return parser.parse_args(argv)
+        return parser.parse_args(argv, namespace)
     except UsageError as err:
         if "expected one argument" in str(err):
             for flag, value in zip(argv, argv[1:]):

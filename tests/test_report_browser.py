@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from disentbench.bench import report
+from disentbench.bench.report import selection
 from tests.report_runs import fake_run, synthetic_results
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -100,3 +101,22 @@ def test_wide_table_scrolls_in_its_own_box_and_no_number_wraps(tmp_path, browser
         "return Array.from(arguments[0].querySelectorAll('tbody td')).map(c => c.offsetHeight)",
         table)
     assert max(heights) < 1.5 * min(heights), "a cell wraps onto a second line"
+
+
+def test_page_shows_the_sweep_plot_and_the_selection_tables(tmp_path, browser, monkeypatch):
+    monkeypatch.setattr(selection, "setting_scores",
+                        lambda dirs, correlation_matrix="lasso": {p: 0.5 for p in dirs})
+    synthetic_results(tmp_path, datasets=("dsprites",),
+                      labels=("beta-vae", "beta-vae-beta=8", "l-vae", "beta-vae-fixed-beta-hat",
+                              "vae"), seeds=3, steps=4)
+    report.build(tmp_path, select="mig")
+    browser.get((tmp_path / "index.html").as_uri())
+    sweep = browser.find_element("css selector", 'img[src="plots/sweep_dsprites_beta-vae.png"]')
+    assert browser.execute_script("return arguments[0].naturalWidth", sweep) > 600
+    captions = [c.text for c in browser.find_elements("tag name", "caption")]
+    for rule in ("mig", "mean-rank", "udr"):
+        assert f"dsprites: each method's setting chosen by {rule}" in captions
+    headings = [h.text for h in browser.find_elements("tag name", "h3")]
+    assert "Method ranking between selection rules" in headings
+    notes = " ".join(p.text for p in browser.find_elements("css selector", "p.note"))
+    assert "no best-seed picking" in notes
