@@ -211,7 +211,7 @@ def test_every_method_uses_the_convention_and_records_its_likelihood(recon, like
 
 
 def test_default_recon_keeps_the_run_name_and_another_names_it():
-    params = {"l-vae": {"recon": "bernoulli-sum"}, "vae": {"recon": "mse-mean"}}
+    params = {"l-vae": [{"recon": "bernoulli-sum"}], "vae": [{"recon": "mse-mean"}]}
     specs = grid.expand(["l-vae", "vae"], ["tiny"], 1, PROFILES["quick"], params, {"tiny": 5})
     assert [s.label for s in specs] == ["l-vae", "vae-recon=mse-mean"]
 
