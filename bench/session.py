@@ -48,7 +48,6 @@ class TrainingSession:
         self.earlier_seconds = earlier if isinstance(earlier, (int, float)) else 0.0
         self.warnings = list(dict.fromkeys(state.warnings + list(notes)))
         self.checkpoint_step = state.checkpoint["step"] if state.checkpoint else 0
-        self.last_checkpoint: dict | None = None      # the state written last, with its checksum
         self.config = {"spec": spec.to_dict(), "device": str(device), "precision": precision,
                        "torch": torch.__version__, **(config_extra or {})}
         self.history_rows = len(self.history)               # the rows history.csv holds
@@ -93,8 +92,7 @@ class TrainingSession:
         """The history up to `state["step"]`, then model.pt (`state` with its checksum and row
         count inside it), then a running status, in this order."""
         self.write_history(self.history)
-        self.last_checkpoint = write_checkpoint(self.dir, {**state,
-                                                           "history_rows": len(self.history)})
+        write_checkpoint(self.dir, {**state, "history_rows": len(self.history)})
         self.checkpoint_step = state["step"]
         self._write_status(Status.RUNNING, state["step"], reached_step=state["step"])
 

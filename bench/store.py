@@ -236,25 +236,22 @@ class RunView:
         return rows
 
     def _history_upto(self, rows, count, step, authority, finished=False) -> list[dict]:
-        """The first `count` rows (the ones `authority` recorded) up to `step`, or where `count`
-        is unknown (folders written before it was recorded) the rows up to `step`. Rows past
-        `step` in an unfinished run were written by a session stopped between its writes
-        (the history before the checkpoint): they are cut on resume, not damage."""
+        """The rows up to `step`, checked against `authority`, which was written after `count`
+        rows (None: folders written before it was recorded): fewer rows is damage, and a
+        finished run's last row must be its final step. Rows past `step` in an unfinished run
+        were written by a session stopped between its writes (the history runs ahead of the
+        checkpoint): they are cut on resume, not damage."""
         path = self.dir / HISTORY
         if count is not None and len(rows) < count:
             raise RunDamaged(f"{path} has {len(rows)} rows but {authority} was written "
                              f"after {count} (rows lost)")
-        kept = rows if count is None else rows[:count]
-        if kept and kept[-1]["step"] > step:
-            if finished:
-                raise RunDamaged(f"{path} row {len(kept)} is at step {kept[-1]['step']}, after "
-                                 f"{authority}")
-            kept = [row for row in kept if row["step"] <= step]
-        if finished and (not kept or kept[-1]["step"] != step):
-            last = kept[-1]["step"] if kept else "no row"
-            raise RunDamaged(f"{path} ends at step {last} but {authority} says the run "
-                             f"finished at step {step}")
-        return kept
+        if finished:
+            if not rows or rows[-1]["step"] != step:
+                last = rows[-1]["step"] if rows else "no row"
+                raise RunDamaged(f"{path} ends at step {last} but {authority} says the run "
+                                 f"finished at step {step}")
+            return rows
+        return [row for row in rows if row["step"] <= step]
 
     def load_checkpoint(self, map_location="cpu") -> dict:
         """model.pt, checked against the checksum it holds; RunDamaged if it is missing,

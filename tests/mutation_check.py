@@ -271,8 +271,14 @@ MUTATIONS = [
     m("train: only the logging step's loss checked", "bench/engine.py",
       'self.nonfinite |= ~torch.isfinite(terms["loss"].detach())',
       'self.nonfinite = ~torch.isfinite(terms["loss"].detach())', TRAIN_TESTS),
+    m("train: history rows past the checkpoint taken for damage", "bench/store.py",
+      '        return [row for row in rows if row["step"] <= step]\n',
+      '        if rows and rows[-1]["step"] > step:\n'
+      '            raise RunDamaged(f"{path} row {len(rows)} is after {authority}")\n'
+      '        return rows\n', TRAIN_TESTS + ("tests/test_store_faults.py",)),
     m("train: history not cut back to the checkpoint", "bench/store.py",
-      "            kept = rows[:count]\n", "            kept = rows\n", TRAIN_TESTS),
+      '        return [row for row in rows if row["step"] <= step]\n', "        return rows\n",
+      TRAIN_TESTS + ("tests/test_store_faults.py",)),
     m("train: resume ignores the checkpoint", "bench/session.py",
       "        if self.state.checkpoint:\n            self._resume(",
       "        if False:\n            self._resume(", TRAIN_TESTS),
@@ -282,7 +288,7 @@ MUTATIONS = [
     m("train: torch RNG not restored on resume", "bench/engine.py",
       '        self.rng["cpu"] = state["rng_cpu"].clone()\n', "", TRAIN_TESTS),
     m("train: failed run's history not written", "bench/session.py",
-      "            self.store.write_history(self.history)\n            return reason",
+      "            self.write_history(self.history)\n            return reason",
       "            return reason", TRAIN_TESTS),
     # --- data, evaluation -----------------------------------------------------------------------
     m("to_float: pixel_max ignored", "bench/data/base.py",
