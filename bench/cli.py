@@ -7,11 +7,13 @@ the plan with an ETA (bench/estimate.py) and hands it to the backend (bench/back
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import sys
 import tempfile
 import tomllib
+import uuid
 from pathlib import Path
 
 import joblib
@@ -20,7 +22,7 @@ import torch
 from disentbench import methods
 from disentbench.bench import data as datasets
 from disentbench.bench import evaluate as evaluation
-from disentbench.bench import backend, estimate, grid, report, worker
+from disentbench.bench import backend, claims, estimate, grid, report, worker
 from disentbench.bench import plan as planning
 from disentbench.bench import precision as precisions
 from disentbench.bench.profiles import FACTORS, PROFILES, default_profile
@@ -91,6 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
                    help="with --backend dask: an existing scheduler (default: a local cluster "
                         "of --jobs single-threaded worker processes)")
+    p.add_argument("--shard", default=None, metavar="I/N",
+                   help="run only shard I of N (1 <= I <= N) of the grid: its seed groups are "
+                        "dealt to the shards in turn, the N shards together are the grid, e.g. "
+                        "--shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT (docs/cluster.md)")
     p.add_argument("--retry-failed", action="store_true", help="train runs that failed before again")
     p.add_argument("--keep-checkpoints", action="store_true",
                    help="keep the optimiser/RNG resume state of finished runs")
@@ -267,8 +273,14 @@ def _options(args, device, chosen, names, out, profile) -> planning.Options:
         raise UsageError(f"--eval-seed must be non-negative, got {args.eval_seed}")
     if args.scheduler and args.backend != "dask":
         raise UsageError("--scheduler needs --backend dask")
+    try:
+        claims.stale_seconds()
+    except ValueError as err:
+        raise UsageError(str(err)) from None
     cores = joblib.cpu_count()
     jobs = args.jobs or backend.default_jobs(device)
+    if not args.scheduler:
+        backend.warn_jobs(jobs, cores)
     threads = 1 if args.backend == "dask" else max(1, cores // jobs)
     if os.environ.get("OMP_NUM_THREADS", "").isdigit():     # the user's cap per process
         threads = max(1, min(threads, int(os.environ["OMP_NUM_THREADS"])))
@@ -280,7 +292,7 @@ def _options(args, device, chosen, names, out, profile) -> planning.Options:
         derived=(grid.FIXED_BETA_HAT,) if args.ablation != "none" else (),
         retry_failed=args.retry_failed, keep_checkpoints=args.keep_checkpoints,
         repair=args.repair, precision=args.precision, profile=profile,
-        group_seeds=group_seeds(args.group_seeds))
+        group_seeds=group_seeds(args.group_seeds), invocation=uuid.uuid4().hex[:12])
 
 
 def load_datasets(names, data_dir, device) -> dict:
@@ -310,14 +322,16 @@ def main(argv=None) -> int:
     if argv[:1] == ["report"]:
         return report.main(argv[1:])
     try:
-        return _run(argv)
+        with backend.sigterm_stops():
+            return _run(argv)
     except (UsageError, planning.GridError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted; no run was training (rerunning the same command continues)",
-              file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:
+        terminated = isinstance(stop, backend.Terminated)
+        print(f"\n{'terminated (SIGTERM)' if terminated else 'interrupted'}; no run was "
+              f"training (rerunning the same command continues)", file=sys.stderr)
+        return 143 if terminated else 130
 
 
 def _run(argv: list[str]) -> int:
@@ -328,6 +342,7 @@ def _run(argv: list[str]) -> int:
     data_names = _names(args.datasets, datasets.available(), datasets.available(), "dataset")
     params = parse_params(args.param, chosen_methods)
     names = metric_names(chosen["metrics"], device)
+    part = planning.parse_shard(args.shard)
     out = _check_writable(args.out)
     options = _options(args, device, chosen, names, out, profile)
     # loaded here for the checks and the ETA probe; on the CPU when the workers are elsewhere
@@ -337,20 +352,28 @@ def _run(argv: list[str]) -> int:
                         {name: data.num_factors if data.has_factors else 0
                          for name, data in loaded.items()})
     planning.check_batch_sizes(specs, {name: len(data) for name, data in loaded.items()})
+    grid_runs = len(specs)
+    if part:
+        specs = planning.shard(specs, *part, options.group_seeds or estimate.AUTO_SIZE)
     plan = planning.plan(specs, options, estimate.group_size(specs, options, loaded))
+    plan.options = dataclasses.replace(options, jobs=min(options.jobs, max(1, len(plan.units))))
     eta = estimate.eta_seconds(plan, loaded) if plan.units else 0.0
-    _print_plan(plan, eta, profile, chosen, options, len(chosen_methods), len(data_names),
+    _print_plan(plan, eta, profile, chosen, plan.options, len(chosen_methods), len(data_names),
                 args.seeds)
+    if part:
+        print(f"shard {part[0]}/{part[1]}: {len(specs)} of the grid's {grid_runs} runs (and "
+              f"their derived runs)")
     result = backend.run(plan)
     print(backend.summary(result.results))
     if result.interrupted is not None:
-        print("interrupted (Ctrl-C); rerunning the same command resumes every unfinished run"
+        print(f"{'terminated (SIGTERM)' if result.terminated else 'interrupted (Ctrl-C)'}; "
+              f"rerunning the same command resumes every unfinished run"
               + "".join(f"\n  {run} (its last checkpoint)" for run in result.interrupted),
               file=sys.stderr)
-        return 130
+        return result.exit_code
     if report.build(out):
         print(f"tables: {out / 'tables'}/, plots: {out / 'plots'}/, index: {out / 'index.html'}")
-    return 1 if result.failed else 0
+    return result.exit_code
 
 
 def _print_plan(plan, eta, profile, chosen, options, n_methods, n_datasets, seeds) -> None:

@@ -43,6 +43,11 @@ class DerivedRun:
         return RunResult(source.dataset, self.label, source.seed, Status.FAILED,
                          reason=f"not trained: {why}")
 
+    def elsewhere(self, source: RunSpec, why: str) -> RunResult:
+        """Left, with its source, to the process that holds the source's claim."""
+        return RunResult(source.dataset, self.label, source.seed, Status.RUNNING,
+                         reason=f"with its {self.source} run, {why}")
+
 
 @dataclass(frozen=True)
 class Options:
@@ -65,6 +70,7 @@ class Options:
     precision: str = "fp32"          # auto|bf16|fp32 (bench/precision.py), per worker's device
     profile: str | None = None       # recorded in each run's config.json for the report
     group_seeds: int | None = 1      # members per seed group (1: off); None: auto
+    invocation: str = ""             # names this command's claims (bench/claims.py)
 
     def train_flags(self) -> dict:
         """What training takes from the options besides the runs (store flags, precision)."""
@@ -157,6 +163,33 @@ def plan(specs: list[RunSpec], options: Options, group: int = 1) -> Plan:
             units.append(Unit(chunk, rules, {name: left[name] for name in names},
                               {key(spec): done[key(spec)] for spec in chunk if key(spec) in done}))
     return Plan(options, units, settled, order, group)
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """--shard I/N: (I, N) with 1 <= I <= N, or None for the whole grid; GridError else."""
+    if text is None:
+        return None
+    index, sep, count = str(text).partition("/")
+    if sep and index.strip().isdigit() and count.strip().isdigit() \
+            and 1 <= int(index) <= int(count):
+        return int(index), int(count)
+    raise GridError(f"--shard {text!r}: expected I/N with 1 <= I <= N, e.g. --shard 2/4 (SLURM: "
+                    f"--array=1-N and --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT)")
+
+
+def shard(specs: list[RunSpec], index: int, count: int, group: int) -> list[RunSpec]:
+    """Shard `index` (1..count) of the grid `specs`: each cell's seeds in grid order are cut
+    into seed groups of `group`, and the groups are dealt to the shards in turn. The shards
+    together are the grid exactly, a seed group is never split, and a derived run is made by
+    its source's shard. It depends on the specs alone, not on what the results folder holds."""
+    cells: dict[str, list[RunSpec]] = {}
+    for spec in specs:
+        cells.setdefault(cell(spec), []).append(spec)
+    chunks = [members[i:i + group] for members in cells.values()
+              for i in range(0, len(members), group)]
+    mine = {key(spec) for j, chunk in enumerate(chunks) if j % count == index - 1
+            for spec in chunk}
+    return [spec for spec in specs if key(spec) in mine]
 
 
 def cell(spec: RunSpec) -> str:
