@@ -179,16 +179,21 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
 
 def shard(specs: list[RunSpec], index: int, count: int, group: int) -> list[RunSpec]:
     """Shard `index` (1..count) of the grid `specs`: each cell's seeds in grid order are cut
-    into seed groups of `group`, and the groups are dealt to the shards in turn. The shards
-    together are the grid exactly, a seed group is never split, and a derived run is made by
-    its source's shard. It depends on the specs alone, not on what the results folder holds."""
+    into seed groups of `group`, and each group in turn goes to the shard with the fewest runs
+    so far (the first such). The shards together are the grid exactly, a seed group is never
+    split, and a derived run is made by its source's shard. It depends on the specs alone, not
+    on what the results folder holds."""
     cells: dict[str, list[RunSpec]] = {}
     for spec in specs:
         cells.setdefault(cell(spec), []).append(spec)
-    chunks = [members[i:i + group] for members in cells.values()
-              for i in range(0, len(members), group)]
-    mine = {key(spec) for j, chunk in enumerate(chunks) if j % count == index - 1
-            for spec in chunk}
+    sizes, mine = [0] * count, set()
+    for members in cells.values():
+        for i in range(0, len(members), group):
+            chunk = members[i:i + group]
+            to = sizes.index(min(sizes))
+            sizes[to] += len(chunk)
+            if to == index - 1:
+                mine.update(key(spec) for spec in chunk)
     return [spec for spec in specs if key(spec) in mine]
 
 
