@@ -359,7 +359,7 @@ def _run(argv: list[str]) -> int:
     plan.options = dataclasses.replace(options, jobs=min(options.jobs, max(1, len(plan.units))))
     eta = estimate.eta_seconds(plan, loaded) if plan.units else 0.0
     _print_plan(plan, eta, profile, chosen, plan.options, len(chosen_methods), len(data_names),
-                args.seeds)
+                args.seeds, len(specs))
     if part:
         print(f"shard {part[0]}/{part[1]}: {len(specs)} of the grid's {grid_runs} runs (and "
               f"their derived runs)")
@@ -376,8 +376,8 @@ def _run(argv: list[str]) -> int:
     return result.exit_code
 
 
-def _print_plan(plan, eta, profile, chosen, options, n_methods, n_datasets, seeds) -> None:
-    ablation = plan.runs - n_methods * n_datasets * seeds
+def _print_plan(plan, eta, profile, chosen, options, n_methods, n_datasets, seeds, own) -> None:
+    ablation = plan.runs - own
     where = (f"Dask cluster at {options.scheduler}" if options.scheduler else
              f"{options.jobs} {'Dask' if options.backend == 'dask' else 'local'} worker "
              f"processes x {options.threads} thread(s)")
