@@ -92,7 +92,7 @@ class Claims:
     def __init__(self, invocation: str):
         self.invocation, self.limit = invocation, stale_seconds()
         self.held: dict[Path, str] = {}           # run folder -> token of our claim
-        self.notes: list[str] = []                # stale claims taken over, for the run's log
+        self.notes: dict[Path, str] = {}          # run folder -> the stale claim taken over
         self._lock, self._stop = threading.Lock(), threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -111,9 +111,10 @@ class Claims:
                 continue                              # released in between: try again
             if holder.gone(self.limit):
                 if self._take_over(run_dir, holder, token):
-                    self.notes.append(f"{run_dir}: took over the stale claim of {holder.host}/"
-                                      f"{holder.pid} (since {holder.since}, last refreshed "
-                                      f"{holder.age:.0f} s before)")
+                    why = (f"last refreshed {holder.age:.0f} s before" if holder.age > self.limit
+                           else "its process had ended")
+                    self.notes[run_dir] = (f"took over the stale claim of {holder.host}/"
+                                           f"{holder.pid} (since {holder.since}; {why})")
                     return self._hold(run_dir, token)
                 return holder
             if holder.invocation != self.invocation:

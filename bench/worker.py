@@ -118,10 +118,18 @@ def train_and_evaluate(specs: list[RunSpec], records: list[dict], data, options:
                                 reason=f"{type(err).__name__}: {err}") for spec in specs]
     results = []
     for spec, result in zip(specs, trained):
-        results.append(evaluated(result, data, options))
+        results.append(noted(evaluated(result, data, options),
+                             held.notes.pop(spec.run_dir(options.out), "")))
         held.release(spec.run_dir(options.out))
         tell(queue, "finished", results[-1])
     return results
+
+
+def noted(result: RunResult, note: str) -> RunResult:
+    """`result` with `note` (a stale claim taken over) after its reason."""
+    if not note:
+        return result
+    return dataclasses.replace(result, reason="; ".join(filter(None, [result.reason, note])))
 
 
 def evaluated(result: RunResult, data, options: Options) -> RunResult:

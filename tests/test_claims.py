@@ -60,7 +60,10 @@ def test_stale_or_dead_claims_are_taken_over_and_live_ones_are_not(tmp_path, mon
     taker = claims.Claims("a")
     assert taker.take(live).host == "otherhost"
     assert taker.take(stale) is None and taker.take(dead) is None
-    assert [note.split(":")[0] for note in taker.notes] == [str(stale), str(dead)]
+    assert list(taker.notes) == [stale, dead]
+    assert "took over the stale claim of otherhost/123" in taker.notes[stale]
+    assert "last refreshed 61 s before" in taker.notes[stale]
+    assert "its process had ended" in taker.notes[dead]
     taker.release_all()
     assert not any((p / claims.CLAIM).exists() for p in (stale, dead))
     assert (live / claims.CLAIM).exists()
@@ -354,6 +357,8 @@ def test_a_dask_cluster_from_the_command_line_survives_a_lost_worker(tmp_path):
         os.killpg(lost.pid, signal.SIGKILL)
         out, err = grid.communicate(timeout=400)
         assert grid.returncode == 0, err
+        assert f"took over the stale claim of {held.host}/{held.pid}" in out     # resumed
+        assert_each_step_once(tmp_path / "dask", 30)
         assert main([*common, "--jobs", "1", "--out", str(tmp_path / "local")]) == 0
         for run in ("vae/seed0", "l-vae/seed0", "beta-vae-fixed-beta-hat/seed0"):
             values = [json.loads((tmp_path / where / "runs/tiny" / run / "metrics.json")
