@@ -30,9 +30,8 @@ import joblib
 import torch
 from tqdm.auto import tqdm
 
-from disentbench.bench import data as datasets
 from disentbench.bench import worker
-from disentbench.bench.claims import release_stopped
+from disentbench.bench.claims import release_stopped, stale_seconds
 from disentbench.bench.plan import GridError, Options, Plan, key
 from disentbench.bench.session import mark_stopped
 from disentbench.bench.store import RunView, Status
@@ -43,9 +42,14 @@ from disentbench.bench.train import RunResult
 GPU_JOBS = 4
 
 
-def warn_jobs(jobs: int, cores: int) -> None:
-    """A warning on stderr where `jobs` worker processes are far more than the `cores`."""
-    if jobs > 2 * cores:
+def check_setup(jobs: int, cores: int, scheduler: str | None) -> None:
+    """GridError for a bad claim setting (bench/claims.py); a warning on stderr where `jobs`
+    local worker processes are far more than the `cores`."""
+    try:
+        stale_seconds()
+    except ValueError as err:
+        raise GridError(str(err)) from None
+    if jobs > 2 * cores and not scheduler:
         print(f"warning: --jobs {jobs} is far above this machine's {cores} cores; each worker "
               f"process holds its own copy of the data and model (at most one per unit of "
               f"work is started)", file=sys.stderr)
@@ -146,8 +150,6 @@ def run(plan: Plan) -> Report:
     jobs = min(options.jobs, max(1, len(plan.units)))
     if client is not None or jobs > 1:
         worker._DATA.clear()            # the workers load their own; free this process's copy
-    loaders = {spec.dataset: datasets.loader(spec.dataset)
-               for unit in plan.units for spec in unit.specs}
     with contextlib.ExitStack() as stack:
         if client is not None:
             stack.callback(close, client)
@@ -168,7 +170,7 @@ def run(plan: Plan) -> Report:
         parallel = joblib.Parallel(return_as="generator_unordered")
         try:
             for results in parallel(joblib.delayed(worker.run_unit)(unit, options, queue,
-                                                                    loaders, os.getpid())
+                                                                    os.getpid())
                                     for unit in plan.units):
                 for result in results:      # those the queue has not reported already
                     progress.finished(result)
@@ -229,6 +231,9 @@ class Progress:
         self.expected = {name: steps for unit in plan.units      # run -> steps it has left
                          for name, steps in unit.left.items()}
         self.bar.set_postfix_str(self.postfix())
+        for result in plan.settled:               # what the plan found worth a line
+            if result.reason:
+                self.bar.write(line(result))
 
     def drain(self, queue) -> None:
         try:

@@ -7,7 +7,6 @@ the plan with an ETA (bench/estimate.py) and hands it to the backend (bench/back
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 import os
 import sys
@@ -22,7 +21,7 @@ import torch
 from disentbench import methods
 from disentbench.bench import data as datasets
 from disentbench.bench import evaluate as evaluation
-from disentbench.bench import backend, claims, estimate, grid, report, worker
+from disentbench.bench import backend, estimate, grid, paths, report, worker
 from disentbench.bench import plan as planning
 from disentbench.bench import precision as precisions
 from disentbench.bench.profiles import FACTORS, PROFILES, default_profile
@@ -58,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "combines with names (all,l-vae-perdim) (default: all)")
     p.add_argument("--datasets", default=DEFAULT_DATASET,
                    help=f"comma-separated dataset names (default: {DEFAULT_DATASET})")
-    p.add_argument("--seeds", type=int, default=1, help="number of seeds: runs seeds 0..N-1 (default 1)")
+    p.add_argument("--seeds", type=int, default=1, help=f"number of seeds: runs seeds 0..N-1 (default 1, at most {grid.MAX_SEEDS})")
     p.add_argument("--steps", type=int, default=None, help="training steps per run (profile)")
     p.add_argument("--batch-size", type=int, default=None, help="(profile: 64)")
     p.add_argument("--latent-dim", type=int, default=None,
@@ -120,6 +119,9 @@ def config_argv(path: str, parser: argparse.ArgumentParser) -> list[str]:
         table = tomllib.loads(Path(path).read_text())
     except OSError as err:
         raise UsageError(f"--config {path}: cannot read it ({err.strerror})") from None
+    except UnicodeDecodeError as err:
+        raise UsageError(f"--config {path}: not UTF-8 text (byte {err.object[err.start]:#04x} at "
+                         f"offset {err.start}); save it as UTF-8") from None
     except tomllib.TOMLDecodeError as err:
         raise UsageError(f"--config {path}: not valid TOML ({err})") from None
     actions = {a.dest: a for a in parser._actions if a.dest not in ("help", "config", "param")}
@@ -156,15 +158,29 @@ def _config_params(path: str, value) -> list[str]:
 def parse(argv: list[str]) -> argparse.Namespace:
     """Flags over `--config` over defaults (the profile fills what neither sets, later)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _parse_args(parser, argv)
     if args.config:
         from_file = config_argv(args.config, parser)
         try:
             parser.parse_args(from_file)
         except UsageError as err:
             raise UsageError(f"--config {args.config}: {err}") from None
-        args = parser.parse_args(from_file + argv)
+        args = _parse_args(parser, from_file + argv)
     return args
+
+
+def _parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """argparse's parse, with a hint where a value starting with '-' was taken for a flag
+    (`--lr -1e-3`: argparse wants `--lr=-1e-3`)."""
+    try:
+        return parser.parse_args(argv)
+    except UsageError as err:
+        if "expected one argument" in str(err):
+            for flag, value in zip(argv, argv[1:]):
+                if flag.startswith("--") and flag in str(err) and value.startswith("-"):
+                    raise UsageError(f"{err}; a value that starts with '-' must be attached "
+                                     f"with '=': {flag}={value}") from None
+        raise
 
 
 def _names(text: str, valid: list[str], everything: list[str], kind: str,
@@ -189,6 +205,9 @@ def metric_names(text: str, device) -> list[str]:
     if text.strip() == "none":
         return []
     names = [n.strip() for n in text.split(",") if n.strip()]
+    if "none" in names:
+        raise UsageError(f"--metrics {text}: 'none' means no metric and cannot be combined with "
+                         f"other names; give --metrics none alone, or only the metrics to compute")
     auto = evaluation.default_names(device) if "auto" in names else []
     rest = ",".join(n for n in names if n != "auto")
     chosen = _names(rest, valid, valid, "metric", ", or 'auto', 'all', 'none'") if rest else []
@@ -239,6 +258,9 @@ def _check_writable(out: str) -> Path:
     if not out.strip():
         raise UsageError("--out is empty; name a results folder, e.g. --out results")
     path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"--out {out} is a file, not a folder; name a results folder (it is "
+                         f"created if missing)")
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
@@ -273,14 +295,9 @@ def _options(args, device, chosen, names, out, profile) -> planning.Options:
         raise UsageError(f"--eval-seed must be non-negative, got {args.eval_seed}")
     if args.scheduler and args.backend != "dask":
         raise UsageError("--scheduler needs --backend dask")
-    try:
-        claims.stale_seconds()
-    except ValueError as err:
-        raise UsageError(str(err)) from None
     cores = joblib.cpu_count()
     jobs = args.jobs or backend.default_jobs(device)
-    if not args.scheduler:
-        backend.warn_jobs(jobs, cores)
+    backend.check_setup(jobs, cores, args.scheduler)
     threads = 1 if args.backend == "dask" else max(1, cores // jobs)
     if os.environ.get("OMP_NUM_THREADS", "").isdigit():     # the user's cap per process
         threads = max(1, min(threads, int(os.environ["OMP_NUM_THREADS"])))
@@ -320,11 +337,12 @@ def group_seeds(text: str) -> int | None:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["report"]:
-        return report.main(argv[1:])
+        return report.main(argv[1:], prog=f"{build_parser().prog} report")
     try:
         with backend.sigterm_stops():
             return _run(argv)
-    except (UsageError, planning.GridError) as err:
+    except (UsageError, planning.GridError, grid.TooLarge, paths.OutsideResults,
+            report.ReportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as stop:
@@ -342,7 +360,7 @@ def _run(argv: list[str]) -> int:
     data_names = _names(args.datasets, datasets.available(), datasets.available(), "dataset")
     params = parse_params(args.param, chosen_methods)
     names = metric_names(chosen["metrics"], device)
-    part = planning.parse_shard(args.shard)
+    grid.check_size(args.seeds, chosen_methods, data_names, args.ablation != "none")
     out = _check_writable(args.out)
     options = _options(args, device, chosen, names, out, profile)
     # loaded here for the checks and the ETA probe; on the CPU when the workers are elsewhere
@@ -351,18 +369,15 @@ def _run(argv: list[str]) -> int:
     specs = grid.expand(chosen_methods, data_names, args.seeds, chosen, params,
                         {name: data.num_factors if data.has_factors else 0
                          for name, data in loaded.items()})
+    for folder in grid.run_folders(specs, out, options.derived):
+        paths.check_inside(out, folder)
+    report.check_targets(out)
     planning.check_batch_sizes(specs, {name: len(data) for name, data in loaded.items()})
-    grid_runs = len(specs)
-    if part:
-        specs = planning.shard(specs, *part, options.group_seeds or estimate.AUTO_SIZE)
+    specs, part = planning.take_shard(specs, args.shard, options.group_seeds or estimate.AUTO_SIZE)
     plan = planning.plan(specs, options, estimate.group_size(specs, options, loaded))
-    plan.options = dataclasses.replace(options, jobs=min(options.jobs, max(1, len(plan.units))))
     eta = estimate.eta_seconds(plan, loaded) if plan.units else 0.0
-    _print_plan(plan, eta, profile, chosen, plan.options, len(chosen_methods), len(data_names),
-                args.seeds, len(specs))
-    if part:
-        print(f"shard {part[0]}/{part[1]}: {len(specs)} of the grid's {grid_runs} runs (and "
-              f"their derived runs)")
+    print(planning.describe(plan, eta, profile, chosen, (len(chosen_methods), len(data_names),
+                                                        args.seeds), part))
     result = backend.run(plan)
     print(backend.summary(result.results))
     if result.interrupted is not None:
@@ -371,28 +386,6 @@ def _run(argv: list[str]) -> int:
               + "".join(f"\n  {run} (its last checkpoint)" for run in result.interrupted),
               file=sys.stderr)
         return result.exit_code
-    if report.build(out):
+    if (out / "runs").is_dir() and report.build(out):
         print(f"tables: {out / 'tables'}/, plots: {out / 'plots'}/, index: {out / 'index.html'}")
     return result.exit_code
-
-
-def _print_plan(plan, eta, profile, chosen, options, n_methods, n_datasets, seeds, own) -> None:
-    ablation = plan.runs - own
-    where = (f"Dask cluster at {options.scheduler}" if options.scheduler else
-             f"{options.jobs} {'Dask' if options.backend == 'dask' else 'local'} worker "
-             f"processes x {options.threads} thread(s)")
-    where += (f", seed groups of up to {plan.group}" if plan.group > 1 else
-              ", one run at a time (no seed groups)")
-    latent = "number of factors" if chosen["latent_dim"] == FACTORS else chosen["latent_dim"]
-    print(f"disentbench: profile {profile}, device {options.device}, {plan.runs} runs "
-          f"({n_methods} methods x {n_datasets} datasets x {seeds} seeds"
-          f"{f' + {ablation} fixed-beta-hat ablation runs' if ablation else ''}), "
-          f"{chosen['steps']} steps, batch {chosen['batch_size']}, latent {latent}, "
-          f"lr {chosen['lr']:g}, precision {precisions.resolve(options.precision, options.device)}; "
-          f"{where}; results in {options.out}/")
-    print(f"metrics ({options.eval_size} sizes): {', '.join(options.metrics) or 'none'}")
-    eta = ("unknown (workers on a cluster, or no method's probe step worked)"
-           if eta is None
-           else f"{eta / 60:.1f} min of training (a probe of each method; "
-                f"evaluation comes on top)")
-    print(f"to do: {plan.runs - len(plan.settled)} runs ({plan.steps} steps), ETA {eta}")

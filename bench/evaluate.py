@@ -11,7 +11,6 @@ and negative ELBO in the suite's loss convention.
 from __future__ import annotations
 
 import platform
-import warnings
 import time
 from pathlib import Path
 
@@ -138,7 +137,6 @@ def evaluate(data, represent=None, names="all", *, model=None, seed: int = 0,
             results[name] = _one(name, data, model, represent, codes, seed, size, device,
                                  batch_size, likelihood)
         except Exception as err:                  # one failing metric does not lose the others
-            warnings.warn(f"metric {name} failed: {type(err).__name__}: {err}")
             results[name] = {"error": f"{type(err).__name__}: {err}"}
             continue
         if name != RECONSTRUCTION:
@@ -211,14 +209,16 @@ def evaluate_run(run_dir, data, names, *, size="default", seed=0, device="cpu") 
     metrics.json records the training step and the checkpoint checksum it scored. Metrics
     already there for the same size, seed, step and checkpoint are kept; after the weights
     changed (a run extended or trained again) every metric is computed again, and so is an
-    unreadable metrics.json (with a warning). A damaged checkpoint raises RunDamaged.
+    unreadable metrics.json (said in its "notes", which the runner prints on the run's line).
+    A damaged checkpoint raises RunDamaged.
     """
     store = RunView(run_dir)
     checkpoint = store.load_checkpoint()
+    notes = []
     try:
         kept = store.fresh_metrics(size, seed, checkpoint)
     except RunDamaged as err:
-        warnings.warn(f"{err}; computing every metric again")
+        notes.append(f"{err}; every metric computed again")
         kept = {}
     todo = [n for n in names if n not in kept]
     if not todo:
@@ -227,7 +227,8 @@ def evaluate_run(run_dir, data, names, *, size="default", seed=0, device="cpu") 
     result = evaluate(data, names=todo, model=load_model(run_dir, data, device, checkpoint),
                       seed=seed, size=size, device=device, likelihood=likelihood)
     result["metrics"] = {**kept, **result["metrics"]}
-    write_json(store.dir / METRICS, {**result, **scored(checkpoint)})
+    write_json(store.dir / METRICS, {**result, **scored(checkpoint), **({"notes": notes}
+                                                                      if notes else {})})
     traversals.render(load_model(run_dir, data, device, checkpoint), data, run_dir, seed=seed,
                       likelihood=likelihood)     # a fresh copy: evaluate() made its layout channels-last
     return store.read_metrics()

@@ -18,6 +18,28 @@ from disentbench.bench.store import RunDamaged, RunView, Status
 ABLATION_SOURCE = "l-vae"
 ABLATION_METHOD = "beta-vae"
 ABLATION_LABEL = "beta-vae-fixed-beta-hat"
+# The most seeds, and runs, one grid takes: checked before anything is built.
+MAX_SEEDS = 1000
+MAX_RUNS = 20000
+
+
+class TooLarge(Exception):
+    """The grid passes MAX_SEEDS or MAX_RUNS; the message says how to split it."""
+
+
+def check_size(seeds: int, method_names, dataset_names, ablation: bool) -> None:
+    """TooLarge where `seeds` or the grid's run count (with the fixed-β̂ ablation's runs) pass
+    the limits; costs nothing, so it runs before the grid is expanded."""
+    if seeds > MAX_SEEDS:
+        raise TooLarge(f"--seeds {seeds}: at most {MAX_SEEDS} seeds (seeds 0 to {MAX_SEEDS - 1}); "
+                       f"ask for fewer")
+    extra = len(dataset_names) * seeds if ablation and ABLATION_SOURCE in method_names else 0
+    runs = len(method_names) * len(dataset_names) * seeds + extra
+    if runs > MAX_RUNS:
+        raise TooLarge(f"the grid has {runs} runs ({len(method_names)} methods x "
+                       f"{len(dataset_names)} datasets x {seeds} seeds"
+                       f"{f' + {extra} fixed-beta-hat ablation runs' if extra else ''}); at most "
+                       f"{MAX_RUNS} per command: split it over --methods, --datasets or --seeds")
 
 
 def expand(method_names, dataset_names, seeds: int, settings: dict, params: dict,
@@ -84,3 +106,11 @@ def example_fixed_beta_hat(source: RunSpec) -> RunSpec:
 
 FIXED_BETA_HAT = DerivedRun(ABLATION_LABEL, "L-VAE", is_ablation_source, fixed_beta_hat,
                             example_fixed_beta_hat)
+
+
+def run_folders(specs, out, derived=()):
+    """Every run folder the grid writes under `out`: the specs' and their derived runs' (the
+    fixed-β̂ run's folder does not depend on the β̂: its label is the variant's)."""
+    for spec in specs:
+        yield spec.run_dir(out)
+        yield from (rule.example(spec).run_dir(out) for rule in derived if rule.applies(spec))

@@ -9,11 +9,15 @@ that need nothing at all (trained and evaluated; failed and not retried) are `se
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from disentbench.bench import data as datasets
+from disentbench.bench import precision as precisions
+from disentbench.bench.profiles import FACTORS
 from disentbench.bench.evaluate import pending_metrics
 from disentbench.bench.spec import RunSpec
 from disentbench.bench.store import RunConflict, RunState, RunView, Status
@@ -82,7 +86,8 @@ class Options:
 class Unit:
     """A seed group for a worker, with the derived runs to make from its runs."""
     specs: list[RunSpec]
-    derived: tuple                   # DerivedRun rules that apply to these specs
+    load: Callable                   # the dataset's loader (a worker may not have it registered)
+    derived: tuple                   # the DerivedRun rules that apply to these specs
     left: dict[str, int]             # steps left to train, by run name, derived runs included
     settled: dict[str, RunResult] = field(default_factory=dict)   # its runs that need nothing
 
@@ -160,9 +165,22 @@ def plan(specs: list[RunSpec], options: Options, group: int = 1) -> Plan:
             rules = members[i][1]
             names = [key(spec) for spec in chunk] + [rule.key(spec) for spec in chunk
                                                       for rule in rules]
-            units.append(Unit(chunk, rules, {name: left[name] for name in names},
+            units.append(Unit(chunk, datasets.loader(chunk[0].dataset), rules,
+                              {name: left[name] for name in names},
                               {key(spec): done[key(spec)] for spec in chunk if key(spec) in done}))
-    return Plan(options, units, settled, order, group)
+    jobs = min(options.jobs, max(1, len(units)))          # no more workers than units
+    return Plan(dataclasses.replace(options, jobs=jobs), units, settled, order, group)
+
+
+def take_shard(specs: list[RunSpec], text: str | None, group: int) -> tuple[list[RunSpec], str]:
+    """(The specs of shard `text` = "I/N" of the grid `specs`, a line saying so); the whole
+    grid and "" for None. GridError for a bad `text`."""
+    part = parse_shard(text)
+    if part is None:
+        return specs, ""
+    mine = shard(specs, *part, group)
+    return mine, (f"shard {part[0]}/{part[1]}: {len(mine)} of the grid's {len(specs)} runs "
+                  f"(with their derived runs)")
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -197,6 +215,34 @@ def shard(specs: list[RunSpec], index: int, count: int, group: int) -> list[RunS
     return [spec for spec in specs if key(spec) in mine]
 
 
+def describe(plan: Plan, eta: float | None, profile: str, chosen: dict, grid: tuple,
+             shard_line: str = "") -> str:
+    """The plan in words: settings, workers, metrics, the work to do and its ETA (`eta`
+    seconds, None if unknown); `grid` is (methods, datasets, seeds)."""
+    options, (n_methods, n_datasets, seeds) = plan.options, grid
+    labels = {rule.label for rule in options.derived}
+    ablation = sum(name.split("/")[1] in labels for name in plan.order)
+    where = (f"Dask cluster at {options.scheduler}" if options.scheduler else
+             f"{options.jobs} {'Dask' if options.backend == 'dask' else 'local'} worker "
+             f"processes x {options.threads} thread(s)")
+    where += (f", seed groups of up to {plan.group}" if plan.group > 1 else
+              ", one run at a time (no seed groups)")
+    latent = "number of factors" if chosen["latent_dim"] == FACTORS else chosen["latent_dim"]
+    eta_text = ("unknown (workers on a cluster, or no method's probe step worked)"
+                if eta is None else f"{eta / 60:.1f} min of training (a probe of each method; "
+                                    f"evaluation comes on top)")
+    return "\n".join(filter(None, [
+        f"disentbench: profile {profile}, device {options.device}, {plan.runs} runs "
+        f"({n_methods} methods x {n_datasets} datasets x {seeds} seeds"
+        f"{f' + {ablation} fixed-beta-hat ablation runs' if ablation else ''}), "
+        f"{chosen['steps']} steps, batch {chosen['batch_size']}, latent {latent}, "
+        f"lr {chosen['lr']:g}, precision {precisions.resolve(options.precision, options.device)}; "
+        f"{where}; results in {options.out}/",
+        shard_line,
+        f"metrics ({options.eval_size} sizes): {', '.join(options.metrics) or 'none'}",
+        f"to do: {plan.runs - len(plan.settled)} runs ({plan.steps} steps), ETA {eta_text}"]))
+
+
 def cell(spec: RunSpec) -> str:
     """The spec without its seed: runs with the same cell differ only in seed."""
     return json.dumps({k: v for k, v in spec.to_dict().items() if k != "seed"}, sort_keys=True)
@@ -209,12 +255,19 @@ def _read(spec: RunSpec, options: Options) -> tuple[RunResult | None, int]:
         state = RunView.of(spec, options.out).state(spec)
     except RunConflict as err:
         raise GridError(str(err)) from None
+    except OSError as err:           # e.g. permissions removed: this run fails, the grid goes on
+        return RunResult.of(spec, options.out, Status.FAILED, reason=(
+            f"cannot read its folder {spec.run_dir(options.out)} ({err.strerror or err}); "
+            f"fix its permissions and rerun")), 0
     if state.kind == Status.FAILED and not options.retry_failed:
         return RunResult.of(spec, options.out, Status.FAILED, step=state.step,
                             reason=state.message or "no reason recorded", earlier=True), 0
     if state.kind == Status.DONE:
         if not _pending(spec, state, options):
-            return RunResult.of(spec, options.out, Status.DONE, step=state.step,
+            more = (f"it holds {state.step} steps, more than the {spec.steps} asked; its "
+                    f"{state.step}-step model is the one reported" if state.step > spec.steps
+                    else "")
+            return RunResult.of(spec, options.out, Status.DONE, step=state.step, reason=more,
                                 warnings=state.warnings, earlier=True), 0
         return None, 0
     start = state.checkpoint["step"] if state.checkpoint else 0      # where training resumes

@@ -11,7 +11,9 @@ resumes.
 from __future__ import annotations
 
 import csv
+import errno
 import io
+import shutil
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -168,8 +170,14 @@ def write_checkpoint(run_dir: Path, state: dict) -> dict:
     """model.pt = `state` (which holds "step") plus its checksum, in one atomic write; returns
     what was written."""
     state = {**state, "checksum": checksum(state)}
-    with atomic_path(Path(run_dir) / CHECKPOINT) as tmp:
-        torch.save(state, tmp)
+    path = Path(run_dir) / CHECKPOINT
+    with atomic_path(path) as tmp:
+        try:
+            torch.save(state, tmp)
+        except RuntimeError as err:    # torch reports a full disk as "unexpected pos ..."
+            if shutil.disk_usage(path.parent).free < (1 << 20) or "unexpected pos" in str(err):
+                raise OSError(errno.ENOSPC, "no space left on device", str(path)) from None
+            raise
     return state
 
 
@@ -178,9 +186,9 @@ def mark_damaged(view: RunView, message: str) -> None:
     rest of the status; a status.json that is itself damaged is left as evidence."""
     try:
         status = view.checked_status()
-    except RunDamaged:
+    except (RunDamaged, OSError):
         return
-    if not status:
+    if not status:                       # a folder of stray files: nothing of a run to mark
         return
     status.setdefault("checkpoint_step",
                       status["step"] if status["status"] != Status.FAILED else 0)

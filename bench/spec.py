@@ -23,7 +23,9 @@ class RunSpec:
     variant: str = ""                          # a named variant's label (the fixed-β̂ ablation)
 
     def __post_init__(self):
-        object.__setattr__(self, "params", tuple(sorted(dict(self.params).items())))
+        # -0.0 + 0.0 is 0.0: a parameter of -0 is the run of 0, not a second one
+        object.__setattr__(self, "params", tuple(sorted(
+            (k, v + 0.0 if isinstance(v, float) else v) for k, v in dict(self.params).items())))
         for name in ("steps", "batch_size", "latent_dim", "log_every", "checkpoint_every"):
             if int(getattr(self, name)) <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
@@ -38,8 +40,7 @@ class RunSpec:
         e.g. `beta-vae-beta=8`."""
         if self.variant:
             return self.variant
-        return "-".join([self.method] + [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-                                         for k, v in self.params])
+        return "-".join([self.method] + [f"{k}={_number(v)}" for k, v in self.params])
 
     def run_dir(self, out: str | Path) -> Path:
         return Path(out) / "runs" / self.dataset / self.label / f"seed{self.seed}"
@@ -64,3 +65,13 @@ class RunSpec:
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _number(value) -> str:
+    """`value` as a folder name part: `{:g}` where that gives the value back exactly (8, 0.5,
+    1e-05: the names folders have always had), else the shortest text that does (8.0000001), so
+    that equal values share one name and different values never do."""
+    if not isinstance(value, float):
+        return str(value)
+    short = f"{value:g}"
+    return short if float(short) == value else repr(value)

@@ -236,19 +236,20 @@ class RunView:
         return rows
 
     def _history_upto(self, rows, count, step, authority, finished=False) -> list[dict]:
-        """The first `count` rows (the ones `authority` recorded), or where `count` is unknown
-        (folders written before it was recorded) the rows up to `step`."""
+        """The first `count` rows (the ones `authority` recorded) up to `step`, or where `count`
+        is unknown (folders written before it was recorded) the rows up to `step`. Rows past
+        `step` in an unfinished run were written by a session stopped between its writes
+        (the history before the checkpoint): they are cut on resume, not damage."""
         path = self.dir / HISTORY
-        if count is None:
-            kept = [row for row in rows if row["step"] <= step]
-        else:
-            if len(rows) < count:
-                raise RunDamaged(f"{path} has {len(rows)} rows but {authority} was written "
-                                 f"after {count} (rows lost)")
-            kept = rows[:count]
-            if kept and kept[-1]["step"] > step:
-                raise RunDamaged(f"{path} row {count} is at step {kept[-1]['step']}, after "
+        if count is not None and len(rows) < count:
+            raise RunDamaged(f"{path} has {len(rows)} rows but {authority} was written "
+                             f"after {count} (rows lost)")
+        kept = rows if count is None else rows[:count]
+        if kept and kept[-1]["step"] > step:
+            if finished:
+                raise RunDamaged(f"{path} row {len(kept)} is at step {kept[-1]['step']}, after "
                                  f"{authority}")
+            kept = [row for row in kept if row["step"] <= step]
         if finished and (not kept or kept[-1]["step"] != step):
             last = kept[-1]["step"] if kept else "no row"
             raise RunDamaged(f"{path} ends at step {last} but {authority} says the run "
@@ -324,9 +325,9 @@ class RunView:
         kind, step = status["status"], status["step"]
         expected = status.get("checkpoint_step", step if kind != "failed" else 0)
         checkpoint = self.load_checkpoint() if has_checkpoint else None
-        if checkpoint is None and expected > 0:
+        if checkpoint is None and (expected > 0 or (kind == Status.DONE and step > 0)):
             raise RunDamaged(f"{self.dir / CHECKPOINT} is missing but {self.dir / STATUS} "
-                             f"records a checkpoint at step {expected}")
+                             f"records a checkpoint at step {max(expected, step)}")
         held = checkpoint["step"] if checkpoint else 0
         if held < expected or (kind == "done" and held != step):
             raise RunDamaged(f"{self.dir / CHECKPOINT} holds step {held} but {self.dir / STATUS} "
@@ -338,8 +339,13 @@ class RunView:
                                      held, f"{self.dir / CHECKPOINT} (step {held})")
         warnings = list(status.get("warnings", []))
         if kind == Status.FAILED:
-            return RunState(Status.FAILED, step, status.get("reason", ""), warnings, checkpoint,
-                            history)
+            reason = status.get("reason", "")
+            if status.get("damaged"):                 # the folder has been mended since
+                cause = reason.split("; rerun with")[0].removeprefix("damaged run folder: ")
+                reason = (f"its folder was damaged ({cause}); it "
+                          f"passes every check now: --retry-failed resumes it from step {held} "
+                          f"without retraining")
+            return RunState(Status.FAILED, step, reason, warnings, checkpoint, history)
         if kind == Status.DONE and step >= spec.steps:
             return RunState(Status.DONE, step, "", warnings, checksum=checkpoint["checksum"])
         return RunState(Status.RESUMABLE, held, "", warnings, checkpoint, history)

@@ -39,15 +39,14 @@ def dataset(name: str, data_dir, device, load: Callable | None = None) -> datase
     return _DATA[cache_key]
 
 
-def run_unit(unit: Unit, options: Options, queue=None, loaders: dict | None = None,
+def run_unit(unit: Unit, options: Options, queue=None,
              parent: int | None = None) -> list[RunResult]:
     """Train and evaluate `unit`'s runs, then its derived runs, in this process. Each run is
     claimed (bench/claims.py) before it is trained or evaluated and released after; a run
     claimed by another process is left to it (a result with status running that names the
     holder), and so are its derived runs. `queue` receives ("steps", run names, n) as training
-    goes on and ("finished", result) per run; `loaders` maps dataset names to their loaders
-    (default: the registered ones); `parent` is the pid of the command's main process (a worker
-    process it started ends when it is gone)."""
+    goes on and ("finished", result) per run; `parent` is the pid of the command's main
+    process (a worker process it started ends when it is gone)."""
     prepare_process(options.threads, parent)
     with Claims(options.invocation) as held:
         results, todo, away = [], [], set()
@@ -67,8 +66,7 @@ def run_unit(unit: Unit, options: Options, queue=None, loaders: dict | None = No
             return results
         first = unit.specs[0]
         try:
-            data = dataset(first.dataset, options.data_dir, options.device,
-                           (loaders or {}).get(first.dataset))
+            data = dataset(first.dataset, options.data_dir, options.device, unit.load)
         except Exception as err:                     # noqa: BLE001 - the runs' failure
             reason = f"loading {first.dataset}: {type(err).__name__}: {err}"
             return results + [tell(queue, "finished", r) for r in
@@ -132,13 +130,22 @@ def noted(result: RunResult, note: str) -> RunResult:
     return dataclasses.replace(result, reason="; ".join(filter(None, [result.reason, note])))
 
 
+def pending(result: RunResult, options: Options) -> bool:
+    """Whether the finished run of `result` still needs a metric (True where its files cannot
+    tell: evaluation then says why)."""
+    try:
+        return bool(pending_metrics(result.run_dir, options.metrics, size=options.eval_size,
+                                    seed=options.eval_seed))
+    except Exception:                                 # noqa: BLE001 - evaluation reports it
+        return True
+
+
 def evaluated(result: RunResult, data, options: Options) -> RunResult:
     """`result` with its metrics computed (failed if evaluation fails), the evaluation's
     seconds added to its own."""
     if result.status != Status.DONE:
         return result
-    if not result.trained and not pending_metrics(result.run_dir, options.metrics,
-                                                  size=options.eval_size, seed=options.eval_seed):
+    if not result.trained and not pending(result, options):
         return dataclasses.replace(result, earlier=True)    # finished by another process
     if not options.metrics:
         return result
@@ -157,7 +164,9 @@ def evaluated(result: RunResult, data, options: Options) -> RunResult:
     if errors:
         return dataclasses.replace(result, status=Status.FAILED, seconds=seconds(),
                                    reason="evaluation failed: " + "; ".join(errors))
-    return dataclasses.replace(result, evaluated=True, seconds=seconds())
+    notes = "; ".join(evaluation.get("notes", []))
+    return dataclasses.replace(result, evaluated=True, seconds=seconds(),
+                               reason="; ".join(filter(None, [result.reason, notes])))
 
 
 def tell(queue, *item):

@@ -1,5 +1,6 @@
 """Synthetic run folders with known numbers, written as the store writes them (config.json,
-status.json, history.csv, metrics.json, traversal images), for the report's tests and timing.
+status.json, history.csv, model.pt and the metrics.json that scored it, traversal images), for
+the report's tests and timing.
 
     python -m tests.report_runs OUT [--seeds 10]   # a 120-run results folder, then time build()
 """
@@ -11,9 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from PIL import Image
 
 from disentbench.bench.io import write_json
+from disentbench.bench.session import write_checkpoint
+from disentbench.bench.store import scored
 
 
 def png(path: Path, shade: int = 128, size=(40, 24)) -> None:
@@ -47,7 +51,11 @@ def fake_run(out, dataset, label, seed, *, method=None, status="done", values=No
         for key, value in values.items():
             name, result = key.split("/")
             nested.setdefault(name, {"values": {}})["values"][result] = value
-        write_json(run / "metrics.json", {"metrics": nested, "seed": 0, "size": "quick"})
+        # as evaluation writes it: stamped with the checkpoint it scored (a tiny model.pt)
+        checkpoint = {"step": last, "model": {"weight": torch.full((2,), float(seed))}}
+        written = write_checkpoint(run, checkpoint)
+        write_json(run / "metrics.json", {"metrics": nested, "seed": 0, "size": "quick",
+                                          **scored(written)})
     if images and status == "done":
         png(run / "traversals.png", 60 + 10 * seed)
         png(run / "reconstructions.png", 200)

@@ -111,9 +111,8 @@ def test_factorless_data_skips_factor_metrics_with_a_note():
 
 def test_a_failing_metric_is_recorded_and_the_others_kept():
     data = tiny_data()
-    with pytest.warns(UserWarning, match="metric mig failed"):
-        result = evaluate(data, represent=lambda x: np.zeros((len(x), 1)),   # 1 dim: MIG needs 2
-                          names=["mig", "irs"], size="quick")
+    result = evaluate(data, represent=lambda x: np.zeros((len(x), 1)),   # 1 dim: MIG needs 2
+                      names=["mig", "irs"], size="quick")
     assert "error" in result["metrics"]["mig"] and "2" in result["metrics"]["mig"]["error"]
     assert "IRS" in result["metrics"]["irs"]["values"]
 

@@ -244,9 +244,13 @@ def test_a_corrupt_metrics_file_is_named_and_the_rest_reported(tmp_path, capsys)
 
 
 def test_empty_results_folder(tmp_path, capsys):
+    assert report.main([str(tmp_path)]) == 2
+    assert "is not a results folder (it holds no runs/)" in capsys.readouterr().err
+    (tmp_path / "runs").mkdir()
     assert report.main([str(tmp_path)]) == 1
     assert "no runs" in capsys.readouterr().out
     assert report.main([str(tmp_path / "missing")]) == 2
+    assert "not found" in capsys.readouterr().err
 
 
 def test_traversal_sheet_is_the_median_seed(built):

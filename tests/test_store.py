@@ -1,6 +1,7 @@
 """The run store (bench/store.py) through training, evaluation and the report: a damaged or stale
 file is never trusted, never silently repaired; a finished run keeps only its weights."""
 import json
+import warnings
 
 import pytest
 import torch
@@ -134,13 +135,16 @@ def test_non_object_status_json_is_damage_not_a_traceback(tmp_path, data, text):
 
 
 @pytest.mark.parametrize("text", ["null", "[]", "{\"metrics\": [1]}"])
-def test_non_object_metrics_json_is_recomputed_with_a_warning(tmp_path, data, text):
+def test_non_object_metrics_json_is_recomputed_with_a_note_not_a_python_warning(tmp_path, data,
+                                                                               text):
     run = finished(tmp_path, data)
     (run / "metrics.json").write_text(text)
     assert read_results(tmp_path).runs.iloc[0]["status"] == "damaged"
-    with pytest.warns(UserWarning, match="metrics.json"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                 # one plain channel: the run's line
         result = evaluate_run(run, data, ["irs"], size="quick")
     assert "IRS" in result["metrics"]["irs"]["values"]
+    assert "metrics.json" in result["notes"][0] and "computed again" in result["notes"][0]
     assert read_results(tmp_path).runs.iloc[0]["status"] == "done"
 
 

@@ -4,10 +4,13 @@
 
 Reads only what the run store wrote (status.json, config.json, history.csv, metrics.json and the
 traversal images and kl_per_dim.json of evaluation), so it works on results copied from another
-machine. Every build starts by deleting the tables/, plots/ and index.html of an earlier report.
-Writes, under the results folder:
-  tables/runs.csv                 one row per run: label, params, seed, status, reason, warnings,
-                                  final logged values (β, β̂, σ, C), every metric value
+machine. A run's metrics.json is shown only where the checkpoint checksum and step it scored
+are those of the run's model.pt; other runs are listed as stale. The report deletes only files
+an earlier report wrote (listed in .disentbench-report.json; see manifest.py) and refuses a
+folder without runs/. Writes, under the results folder:
+  tables/runs.csv                 one row per run: label, params, seed, status (done, stale,
+                                  failed, ...), reason, warnings, final logged values (β, β̂, σ,
+                                  C), every trusted metric value
   tables/summary.csv              mean, std and count over finished seeds per dataset and label
   tables/comparison_<dataset>.*   methods × headline metrics, mean ± std (n), best bold, second
                                   underlined, * significant against l-vae (.tex, .md, .csv)
@@ -25,7 +28,7 @@ Writes, under the results folder:
 from __future__ import annotations
 
 import argparse
-import shutil
+import contextlib
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,23 +39,22 @@ from disentbench import metrics
 from disentbench.bench.evaluate import IN_MODEL_LIKELIHOOD, RECONSTRUCTION
 from disentbench.bench.io import atomic_path, read_json_or_empty, write_text
 
-from . import page, plots, stats, tables
+from . import manifest, page, plots, stats, tables
 from .load import label_order, read_results
+from .manifest import ReportError, check_targets
 
-__all__ = ["build", "main"]
+__all__ = ["ReportError", "build", "check_targets", "main"]
 
 
 def _csv(frame: pd.DataFrame, path: Path, index: bool = False) -> Path:
-    with atomic_path(path) as tmp:
+    with manifest.naming(path), atomic_path(path) as tmp:
         frame.to_csv(tmp, index=index)
     return path
 
 
-def _clear(out: Path) -> None:
-    """Delete what an earlier report wrote, so nothing stale survives a rebuild."""
-    for folder in (out / "tables", out / "plots"):
-        shutil.rmtree(folder, ignore_errors=True)
-    (out / "index.html").unlink(missing_ok=True)
+def _text(path: Path, text: str) -> None:
+    with manifest.naming(path):
+        write_text(path, text)
 
 
 def median_run(done: pd.DataFrame, metric: str | None) -> pd.Series:
@@ -66,16 +68,31 @@ def median_run(done: pd.DataFrame, metric: str | None) -> pd.Series:
 
 def build(out) -> list[Path]:
     """Write every table, plot and the index for the results folder `out`; returns the written
-    paths ([] when `out` holds no run folder)."""
+    paths ([] when `out` holds no run folder). ReportError (one line) where `out` is not a
+    results folder, links out of it or a write fails (a full disk)."""
     return _build(Path(out))[0]
 
 
 def _build(out: Path):
-    _clear(out)
-    results = read_results(out)
+    """The files written and the runs read; deletes the files of the last build that this one
+    did not write again, and nothing else."""
+    manifest.check_folder(out)
+    old = manifest.written(out)
+    results, files = read_results(out), []
+    try:
+        if len(results.runs):
+            _write(out, results, files)
+        manifest.replace(out, old, set(files))
+    except OSError as err:
+        with contextlib.suppress(OSError):       # list what was written before it stopped
+            manifest.replace(out, old, old | set(files))
+        raise manifest.write_failed(err, out) from None
+    return files, results
+
+
+def _write(out: Path, results, files: list[Path]) -> None:
+    """Write the report, adding each file to `files` as soon as it is written."""
     runs = results.runs
-    if runs.empty:
-        return [], results
     labels = label_order(runs)
     colours = plots.palette(labels)
     directions = metrics.directions()
@@ -84,7 +101,7 @@ def _build(out: Path):
                             key=lambda c: c.map(rank) if c.name == "label" else c)
     done = runs[runs["status"] == "done"]
     tdir = out / "tables"
-    files = [_csv(runs, tdir / "runs.csv"), _csv(tables.summarise(runs), tdir / "summary.csv")]
+    files += [_csv(runs, tdir / "runs.csv"), _csv(tables.summarise(runs), tdir / "summary.csv")]
     metric_columns = tables.headline(done)
     comparable = tables.comparability(done)
     tests = stats.significance(done, metric_columns, comparable)
@@ -100,7 +117,7 @@ def _build(out: Path):
         shown = beta_hat.drop(columns=["mean", "std"]).set_index("dataset")
         shown[["min", "max"]] = shown[["min", "max"]].map(lambda v: f"{v:.3g}")
         files += [_csv(beta_hat, tdir / "beta_hat.csv")]
-        write_text(tdir / "beta_hat.md", shown.to_markdown() + "\n")
+        _text(tdir / "beta_hat.md", shown.to_markdown() + "\n")
         files.append(tdir / "beta_hat.md")
         overall["tables"].append("<h3>Learned β̂ (final value, over seeds)</h3>"
                                  + shown.to_html(border=0))
@@ -116,8 +133,8 @@ def _build(out: Path):
     header = {"profile": ", ".join(sorted(p for p in runs["profile"].dropna().unique() if p)),
               "device": ", ".join(sorted(d for d in runs["device"].dropna().unique() if d)),
               "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
-    files.append(page.write(out, runs, results.problems, header, overall, sections, files))
-    return files, results
+    with manifest.naming(out / "index.html"):
+        files.append(page.write(out, runs, results.problems, header, overall, sections, files))
 
 
 def _dataset_section(out, dataset, done, histories, labels, colours, directions,
@@ -136,8 +153,8 @@ def _dataset_section(out, dataset, done, histories, labels, colours, directions,
         files.append(_csv(long, tdir / f"comparison_{dataset}.csv"))
         for style, suffix, render in (("markdown", "md", tables.to_markdown),
                                       ("latex", "tex", tables.to_latex)):
-            write_text(tdir / f"comparison_{dataset}.{suffix}",
-                       render(tables.grid(long, present, style), notes, caption))
+            _text(tdir / f"comparison_{dataset}.{suffix}",
+                  render(tables.grid(long, present, style), notes, caption))
             files.append(tdir / f"comparison_{dataset}.{suffix}")
         section["tables"].append(("Comparison", tables.to_html(
             tables.grid(long, present, "html"), notes, caption)))
@@ -145,8 +162,8 @@ def _dataset_section(out, dataset, done, histories, labels, colours, directions,
         caption = f"{dataset}: learned β̂ against β fixed to it (paired by seed)"
         for style, suffix, render in (("markdown", "md", tables.to_markdown),
                                       ("latex", "tex", tables.to_latex)):
-            write_text(tdir / f"ablation_{dataset}.{suffix}",
-                       render(tables.ablation_grid(ablation, dataset, style), [], caption))
+            _text(tdir / f"ablation_{dataset}.{suffix}",
+                  render(tables.ablation_grid(ablation, dataset, style), [], caption))
             files.append(tdir / f"ablation_{dataset}.{suffix}")
         section["tables"].append(("Fixed-β̂ ablation", tables.to_html(
             tables.ablation_grid(ablation, dataset, "html"), [
@@ -231,18 +248,18 @@ def _overall_figures(out, done, histories, labels, colours, directions, metric_c
     return files
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m disentbench.bench.report",
-                                description=__doc__.splitlines()[0])
+def main(argv=None, prog: str = "python -m disentbench.bench.report") -> int:
+    """`prog` names the command in the usage (`run_bench.py report` from the grid's CLI)."""
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     p.add_argument("out", nargs="?", default=None, help="results folder (default: results)")
     p.add_argument("--results", default=None, help="results folder (the same as OUT)")
     args = p.parse_args(argv)
     out = Path(args.results or args.out or "results")
-    if not out.is_dir():
-        print(f"error: results folder {out} not found; pass the folder that holds runs/",
-              file=sys.stderr)
+    try:
+        files, results = _build(out)
+    except ReportError as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
-    files, results = _build(out)
     if not files:
         print(f"no runs under {out}/runs (expected runs/<dataset>/<label>/seed<k>/)")
         return 1

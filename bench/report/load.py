@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from disentbench import methods
-from disentbench.bench.store import RunDamaged, RunView
+from disentbench.bench.store import CHECKPOINT, METRICS, RunDamaged, RunView
 
 # Logged history columns whose final value goes into the runs table.
 FINAL_VALUES = ("loss", "recon", "kl", "beta", "C", "beta_hat", "sigma0", "sigma1")
@@ -71,13 +71,16 @@ def _read_run(out: Path, run: Path):
            "ablation_of": ablation.get("of"), "ablation_beta_hat": ablation.get("beta_hat"),
            "ablation_source": ablation.get("source_run"),
            "run_dir": run.relative_to(out).as_posix()}
-    history = None
+    history, stale = None, ""
     try:
         rows = store.read_history(validate_against_status=bool(status))
         history = pd.DataFrame(rows) if rows else None
-        evaluation = store.read_metrics(current_only=bool(status))
+        evaluation = store.read_metrics()
+        stale = unchecked_metrics(store, evaluation)
     except RunDamaged as err:
         trouble.append(str(err))
+        evaluation = {}
+    if stale:
         evaluation = {}
     if history is not None:
         last = history.iloc[-1]
@@ -88,7 +91,25 @@ def _read_run(out: Path, run: Path):
     row["likelihood"] = likelihood or row["likelihood"]
     if trouble and row["status"] in ("done", "running"):
         row["status"], row["reason"] = "damaged", "; ".join(trouble)
+    elif stale and row["status"] == "done":
+        row["status"], row["reason"] = "stale", stale
     return row, history, trouble
+
+
+def unchecked_metrics(store: RunView, evaluation: dict) -> str:
+    """"" where metrics.json scored the run's model.pt (the checkpoint checksum and training
+    step it records are those model.pt holds, checked against its own checksum), else why its
+    values are not to be shown. RunDamaged where model.pt is missing or damaged."""
+    if not evaluation.get("metrics"):
+        return ""
+    checkpoint = store.load_checkpoint()
+    scored = evaluation.get("checkpoint"), evaluation.get("trained_step")
+    held = checkpoint["checksum"], checkpoint["step"]
+    if scored == held:
+        return ""
+    return (f"{store.dir / METRICS} scored checkpoint {str(scored[0])[:12]} at "
+            f"step {scored[1]}, but {CHECKPOINT} holds {held[0][:12]} at step {held[1]}; rerun "
+            f"the grid's command to evaluate it again")
 
 
 def metric_values(metrics_json: dict) -> dict[str, float]:

@@ -15,6 +15,8 @@ import seaborn as sns  # noqa: E402
 from disentbench import metrics  # noqa: E402
 from disentbench.bench.io import atomic_path  # noqa: E402
 
+from .manifest import naming  # noqa: E402
+
 DIRECTION_NOTE = {metrics.HIGHER: "higher is better", metrics.LOWER: "lower is better"}
 # Disentanglement metrics for the trade-off plot, in order of preference.
 DISENTANGLEMENT = ("mig/discrete_mig", "dci-fast/disentanglement", "dci/disentanglement",
@@ -34,9 +36,12 @@ def palette(labels) -> dict:
 
 
 def save(fig, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
-    plt.close(fig)
+    """`fig` as the PNG `path` (an OSError names `path`), closed either way."""
+    try:
+        with naming(path), atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=90)
+    finally:
+        plt.close(fig)
     return path
 
 
