@@ -23,6 +23,7 @@ import threading
 from dataclasses import dataclass
 
 import os
+import queue as queues
 import sys
 from multiprocessing.managers import SyncManager
 
@@ -147,26 +148,28 @@ def run(plan: Plan) -> Report:
     interrupted (on an existing Dask cluster, its workers finish the runs they hold)."""
     options = plan.options
     client = connect(options)
-    jobs = min(options.jobs, max(1, len(plan.units)))
-    if client is not None or jobs > 1:
+    if client is not None or options.jobs > 1:
         worker._DATA.clear()            # the workers load their own; free this process's copy
     with contextlib.ExitStack() as stack:
         if client is not None:
             stack.callback(close, client)
         progress = Progress(stack.enter_context(bar(plan)), plan)
         queue = None
-        if not options.scheduler and plan.units:       # the workers are on this machine
+        if client is None and options.jobs == 1:         # the units run in this thread
+            queue = queues.SimpleQueue()
+        elif not options.scheduler and plan.units:       # in processes on this machine
             manager = SyncManager()
             manager.start(worker.helper_process)
             stack.callback(manager.shutdown)
             queue = manager.Queue()
+        if queue is not None:
             drain = threading.Thread(target=progress.drain, args=(queue,), daemon=True)
             drain.start()
             stack.callback(drain.join, 5)
             stack.callback(worker.tell, queue, None)
         stack.enter_context(joblib.parallel_config(
             backend="dask" if client is not None else "loky",
-            n_jobs=jobs if client is None else -1))
+            n_jobs=options.jobs if client is None else -1))
         parallel = joblib.Parallel(return_as="generator_unordered")
         try:
             for results in parallel(joblib.delayed(worker.run_unit)(unit, options, queue,
