@@ -116,7 +116,7 @@ class Claims:
                     self.notes[run_dir] = (f"took over the stale claim of {holder.host}/"
                                            f"{holder.pid} (since {holder.since}; {why})")
                     return self._hold(run_dir, token)
-                return holder
+                return read_holder(run_dir) or holder      # whoever took it over
             if holder.invocation != self.invocation:
                 return holder
             time.sleep(min(1.0, self.limit / 10))

@@ -91,6 +91,24 @@ def test_of_many_takers_at_once_exactly_one_gets_a_claim(tmp_path, monkeypatch):
             taker.release_all()
 
 
+def test_a_stale_claim_already_taken_over_is_not_taken_again(tmp_path, monkeypatch):
+    monkeypatch.setenv(claims.STALE_ENV, "60")
+    run = tmp_path / "run"
+    fake_claim(run, "otherhost", 1, age=120)
+    seen_stale = claims.read_holder(run)
+    first = claims.Claims("first")
+    assert first.take(run) is None                       # took it over
+    real, calls = claims.read_holder, []
+
+    def late_reader(run_dir):                            # the second read the stale claim first
+        calls.append(run_dir)
+        return seen_stale if len(calls) == 1 else real(run_dir)
+    monkeypatch.setattr(claims, "read_holder", late_reader)
+    assert claims.Claims("second").take(run).invocation == "first"
+    assert real(run).invocation == "first"
+    first.release_all()
+
+
 def test_a_bad_stale_setting_is_refused(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(claims.STALE_ENV, "soon")
     assert main([*TINY, "--methods", "vae", "--out", str(tmp_path)]) == 2
