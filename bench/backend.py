@@ -32,7 +32,7 @@ import torch
 from tqdm.auto import tqdm
 
 from disentbench.bench import worker
-from disentbench.bench.claims import release_stopped, stale_seconds
+from disentbench.bench.claims import CLAIM, read_holder, stale_seconds
 from disentbench.bench.plan import GridError, Options, Plan, key
 from disentbench.bench.session import mark_stopped
 from disentbench.bench.store import RunView, Status
@@ -201,9 +201,9 @@ def in_order(results: list[RunResult], plan: Plan) -> list[RunResult]:
 
 
 def mark_interrupted(plan: Plan) -> list[str]:
-    """After Ctrl-C or SIGTERM (the workers are stopped): note in every status left `running`
-    by this command's workers that its process is gone (it stays resumable), and release their
-    claims."""
+    """After Ctrl-C or SIGTERM (the workers are stopped): in every run whose claim this command
+    holds, note in a status left `running` that its process is gone (it stays resumable), then
+    release the claim."""
     if plan.options.scheduler:
         return []
     out, stopped = plan.options.out, []
@@ -212,9 +212,11 @@ def mark_interrupted(plan: Plan) -> list[str]:
         specs += [made[0] for spec in unit.specs for rule in unit.derived
                   if (made := rule.derive(spec, out)) is not None]
         for spec in specs:
-            if not release_stopped(spec.run_dir(out), plan.options.invocation):
+            holder = read_holder(spec.run_dir(out))
+            if holder is None or holder.invocation != plan.options.invocation:
                 continue                    # not ours: another command's run, or not begun
             step = mark_stopped(RunView.of(spec, out))
+            (spec.run_dir(out) / CLAIM).unlink(missing_ok=True)     # noted first, then freed
             if step is not None:
                 stopped.append(f"{key(spec)}: step {step}")
     return stopped

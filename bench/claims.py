@@ -22,6 +22,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -103,12 +104,15 @@ class Claims:
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         while True:
-            token = f"{os.getpid()}-{time.time_ns()}"
+            token = uuid.uuid4().hex
             if self._create(run_dir / CLAIM, token):
                 return self._hold(run_dir, token)
             holder = read_holder(run_dir)
             if holder is None:
                 continue                              # released in between: try again
+            if not holder.token and holder.age < 1:   # being written this moment: read again
+                time.sleep(0.05)
+                continue
             if holder.gone(self.limit):
                 if self._take_over(run_dir, holder, token):
                     why = (f"last refreshed {holder.age:.0f} s before" if holder.age > self.limit
@@ -138,8 +142,13 @@ class Claims:
     def __enter__(self) -> "Claims":
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.release_all()
+    def __exit__(self, kind, value, traceback) -> None:
+        """Release every claim; after Ctrl-C or SIGTERM they are left to the command, which
+        notes its stopped runs first (bench/backend.py `mark_interrupted`)."""
+        if kind is not None and issubclass(kind, KeyboardInterrupt):
+            self._stop.set()
+        else:
+            self.release_all()
 
     def _create(self, path: Path, token: str) -> bool:
         record = {"host": socket.gethostname(), "pid": os.getpid(),
@@ -192,19 +201,6 @@ class Claims:
             for run_dir in held:
                 with contextlib.suppress(OSError):
                     os.utime(run_dir / CLAIM)
-
-
-def release_stopped(run_dir: Path, invocation: str) -> bool:
-    """After the processes of `invocation` were stopped: remove `run_dir`'s claim if they held
-    it. False where another invocation holds it (the run is not ours to note)."""
-    holder = read_holder(run_dir)
-    if holder is None:
-        return True
-    if holder.invocation != invocation:
-        return False
-    with contextlib.suppress(FileNotFoundError):
-        (Path(run_dir) / CLAIM).unlink()
-    return True
 
 
 def _proc_stat(pid: int) -> list[str]:
