@@ -17,14 +17,12 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
-import multiprocessing
-import signal
-import threading
-from dataclasses import dataclass
-
 import os
 import queue as queues
+import signal
 import sys
+import threading
+from dataclasses import dataclass
 from multiprocessing.managers import SyncManager
 
 import joblib
@@ -35,6 +33,7 @@ from disentbench.bench import worker
 from disentbench.bench.claims import CLAIM, read_holder, stale_seconds
 from disentbench.bench.plan import GridError, Options, Plan, key
 from disentbench.bench.session import mark_stopped
+from disentbench.bench.signals import Terminated
 from disentbench.bench.store import RunView, Status
 from disentbench.bench.train import RunResult
 
@@ -64,27 +63,6 @@ def default_jobs(device) -> int:
 # The exit code where no run failed but some were left to other processes holding their claims
 # (sysexits' EX_TEMPFAIL: a later rerun finds them done).
 LEFT_TO_OTHERS = 75
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised in the main thread: the grid stops as on Ctrl-C."""
-
-
-def _raise_terminated(signum, frame):
-    raise Terminated()
-
-
-@contextlib.contextmanager
-def sigterm_stops():
-    """SIGTERM raises `Terminated` in the main thread within (which is where signals arrive)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 @dataclass

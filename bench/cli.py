@@ -1,186 +1,31 @@
-"""Command line: `python run_bench.py --methods all --seeds 10` (see README.md).
+"""Command line: `disentbench [run] ...`, `disentbench report`, `disentbench list ...`.
 
-Parses the flags (and `--config grid.toml`), checks them, plans the grid (bench/plan.py), prints
-the plan with an ETA (bench/estimate.py) and hands it to the backend (bench/backend.py);
-`python run_bench.py report [--results DIR]` rebuilds the tables and plots.
+`run` (the default) parses the flags (and `--config grid.toml`), checks them, plans the grid
+(bench/plan.py), prints the plan with an ETA (bench/estimate.py) and hands it to the backend
+(bench/backend.py) (`--dry-run`: the plan only); `report` rebuilds the tables and plots; `list`
+names the methods, metrics, datasets or profiles. The same program runs as `disentbench`,
+`python -m disentbench` and `python run_bench.py`. Heavy modules (torch, the runner, the report)
+are imported where a command needs them, so `--help` answers at once.
 """
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import sys
 import tempfile
-import tomllib
 import uuid
 from pathlib import Path
 
-import joblib
-import torch
-
-from disentbench import methods
-from disentbench.bench import data as datasets
-from disentbench.bench import evaluate as evaluation
-from disentbench.bench import backend, estimate, grid, paths, report, worker
-from disentbench.bench import plan as planning
-from disentbench.bench import precision as precisions
+from disentbench.bench.flags import UsageError, build_parser, parse, program_name
 from disentbench.bench.profiles import FACTORS, PROFILES, default_profile
+from disentbench.bench.signals import Terminated, sigterm_stops
+from disentbench.extras import MissingExtra, require
 
-DEFAULT_DATASET = "dsprites-procedural"
 # Settings a profile gives when no flag (or --config key) does.
 PROFILE_KEYS = ("steps", "batch_size", "latent_dim", "lr", "log_every", "checkpoint_every",
                 "eval_size", "metrics")
-
-
-class UsageError(Exception):
-    """Bad command-line input; the message names the problem and the fix."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
-        prog="run_bench.py",
-        description="Train and evaluate VAE-family methods on ground-truth datasets "
-                    "(`run_bench.py report [--results DIR]` rebuilds tables and plots).")
-    p.add_argument("--config", default=None, metavar="GRID.toml",
-                   help="read any of these settings from a TOML file (keys as the flags, with "
-                        "_ or -; params as [params.METHOD] tables); flags override it")
-    p.add_argument("--profile", default=None, choices=sorted(PROFILES),
-                   help="run settings: smoke (seconds per run), quick (the CPU default), paper "
-                        "(300k steps, the GPU default); explicit flags override it")
-    p.add_argument("--methods", default="all",
-                   help="comma-separated method names; 'all' is the paper comparison and "
-                        "combines with names (all,l-vae-perdim) (default: all)")
-    p.add_argument("--datasets", default=DEFAULT_DATASET,
-                   help=f"comma-separated dataset names (default: {DEFAULT_DATASET})")
-    p.add_argument("--seeds", type=int, default=1, help=f"number of seeds: runs seeds 0..N-1 (default 1, at most {grid.MAX_SEEDS})")
-    p.add_argument("--steps", type=int, default=None, help="training steps per run (profile)")
-    p.add_argument("--batch-size", type=int, default=None, help="(profile: 64)")
-    p.add_argument("--latent-dim", type=int, default=None,
-                   help="(profile: 10; paper: the dataset's number of factors)")
-    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (profile: 1e-4)")
-    p.add_argument("--param", action="append", default=[], metavar="METHOD.NAME=VALUE",
-                   help="set a method parameter, e.g. --param beta-vae.beta=8 (repeatable)")
-    p.add_argument("--log-every", type=int, default=None, help="history row every N steps (profile)")
-    p.add_argument("--checkpoint-every", type=int, default=None, help="(profile)")
-    p.add_argument("--metrics", default=None,
-                   help="metrics evaluated after each run: 'auto' (on a GPU all but the "
-                        "reference dci, which dci-fast replaces; on a CPU all but beta-vae, "
-                        "factor-vae, dci and dci-fast), 'all', 'none', or comma-separated names, "
-                        "which may include auto or all (auto,dci-fast) (profile: auto)")
-    p.add_argument("--eval-size", default=None, choices=["auto", "default", "quick"],
-                   help="metric sample sizes: disentanglement_lib's study defaults, or the "
-                        "smaller quick set ('auto': default on a GPU, quick on a CPU) (profile)")
-    p.add_argument("--eval-seed", type=int, default=0,
-                   help="seed of the metrics' sampling (default 0, as disentanglement_lib)")
-    p.add_argument("--ablation", default="fixed-beta-hat", choices=["fixed-beta-hat", "none"],
-                   help="with l-vae in the grid, also train beta-vae with beta fixed to each "
-                        "L-VAE run's final beta-hat (default), or not")
-    p.add_argument("--out", default="results", help="results folder (default: results)")
-    p.add_argument("--data-dir", default=None,
-                   help="folder of dataset files and caches (default: $DISENTBENCH_DATA or ~/.cache/disentbench)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if present, else cpu)")
-    p.add_argument("--jobs", type=int, default=None,
-                   help="worker processes (default: the number of cores on a CPU, "
-                        f"{backend.GPU_JOBS} sharing a GPU)")
-    p.add_argument("--backend", default="local", choices=["local", "dask"],
-                   help="local processes (joblib loky), or a Dask cluster (default: local)")
-    p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
-                   help="with --backend dask: an existing scheduler (default: a local cluster "
-                        "of --jobs single-threaded worker processes)")
-    p.add_argument("--shard", default=None, metavar="I/N",
-                   help="run only shard I of N (1 <= I <= N) of the grid: its seed groups are "
-                        "dealt to the shards in turn, the N shards together are the grid, e.g. "
-                        "--shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT (docs/cluster.md)")
-    p.add_argument("--retry-failed", action="store_true", help="train runs that failed before again")
-    p.add_argument("--keep-checkpoints", action="store_true",
-                   help="keep the optimiser/RNG resume state of finished runs")
-    p.add_argument("--repair", action="store_true",
-                   help="move damaged run folders aside and train them again")
-    p.add_argument("--precision", default="auto", choices=precisions.CHOICES,
-                   help="training precision: bf16 autocast of the network's forward pass (losses "
-                        "and σ's in fp32) or fp32; auto = bf16 on GPUs and CPUs with native bf16, "
-                        "fp32 elsewhere (default: auto; recorded in config.json)")
-    p.add_argument("--group-seeds", default="auto", metavar="auto|off|N",
-                   help="train the seeds of a method and dataset as stacked seed groups of N "
-                        "(one model, each member its own run folder); auto = groups of up to "
-                        f"{estimate.AUTO_SIZE} on a GPU where a timed probe shows they pay, none on a CPU "
-                        "(where they do not); off = one run at a time (default: auto)")
-    return p
-
-
-def config_argv(path: str, parser: argparse.ArgumentParser) -> list[str]:
-    """The settings of the TOML file `path` as command-line arguments."""
-    try:
-        table = tomllib.loads(Path(path).read_text())
-    except OSError as err:
-        raise UsageError(f"--config {path}: cannot read it ({err.strerror})") from None
-    except UnicodeDecodeError as err:
-        raise UsageError(f"--config {path}: not UTF-8 text (byte {err.object[err.start]:#04x} at "
-                         f"offset {err.start}); save it as UTF-8") from None
-    except tomllib.TOMLDecodeError as err:
-        raise UsageError(f"--config {path}: not valid TOML ({err})") from None
-    actions = {a.dest: a for a in parser._actions if a.dest not in ("help", "config", "param")}
-    argv = []
-    for key, value in table.items():
-        dest = key.replace("-", "_")
-        if dest == "params":
-            argv += _config_params(path, value)
-            continue
-        if dest not in actions:
-            raise UsageError(f"--config {path}: unknown key {key!r}; valid keys: "
-                             f"{', '.join(sorted([*actions, 'params']))}")
-        flag = actions[dest].option_strings[0]
-        if isinstance(actions[dest], argparse._StoreTrueAction):
-            if not isinstance(value, bool):
-                raise UsageError(f"--config {path}: {key} must be true or false, got {value!r}")
-            argv += [flag] if value else []
-        elif isinstance(value, list):
-            argv += [flag, ",".join(map(str, value))]
-        elif isinstance(value, (dict, bool)):
-            raise UsageError(f"--config {path}: {key} must be a number or a string, got {value!r}")
-        else:
-            argv += [flag, str(value)]
-    return argv
-
-
-def _config_params(path: str, value) -> list[str]:
-    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
-        raise UsageError(f"--config {path}: params must be tables, e.g. [params.beta-vae] beta = 8")
-    return [a for method, items in value.items() for name, v in items.items()
-            for a in ("--param", f"{method}.{name}={str(v).lower() if isinstance(v, bool) else v}")]
-
-
-def parse(argv: list[str]) -> argparse.Namespace:
-    """Flags over `--config` over defaults (the profile fills what neither sets, later)."""
-    parser = build_parser()
-    args = _parse_args(parser, argv)
-    if args.config:
-        from_file = config_argv(args.config, parser)
-        try:
-            parser.parse_args(from_file)
-        except UsageError as err:
-            raise UsageError(f"--config {args.config}: {err}") from None
-        args = _parse_args(parser, from_file + argv)
-    return args
-
-
-def _parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
-    """argparse's parse, with a hint where a value starting with '-' was taken for a flag
-    (`--lr -1e-3`: argparse wants `--lr=-1e-3`)."""
-    try:
-        return parser.parse_args(argv)
-    except UsageError as err:
-        if "expected one argument" in str(err):
-            for flag, value in zip(argv, argv[1:]):
-                if flag.startswith("--") and flag in str(err) and value.startswith("-"):
-                    raise UsageError(f"{err}; a value that starts with '-' must be attached "
-                                     f"with '=': {flag}={value}") from None
-        raise
+COMMANDS = ("run", "report", "list")
+LISTS = ("methods", "metrics", "datasets", "profiles")
 
 
 def _names(text: str, valid: list[str], everything: list[str], kind: str,
@@ -196,11 +41,13 @@ def _names(text: str, valid: list[str], everything: list[str], kind: str,
 
 
 def method_names(text: str) -> list[str]:
+    from disentbench import methods
     return _names(text, methods.available(), methods.all_methods(), "method", ", or 'all'")
 
 
 def metric_names(text: str, device) -> list[str]:
     """`none`, or names among which `auto` (the device's default set) and `all` may be."""
+    from disentbench.bench import evaluate as evaluation
     valid = evaluation.valid_names()
     if text.strip() == "none":
         return []
@@ -214,28 +61,40 @@ def metric_names(text: str, device) -> list[str]:
     return list(dict.fromkeys(auto + chosen))
 
 
-def parse_params(items: list[str], chosen: list[str]) -> dict[str, dict]:
-    params: dict[str, dict] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
+def parse_params(items: list[str], chosen: list[str], from_config=()) -> dict[str, list[dict]]:
+    """`--param METHOD.NAME=V1,V2,...` items as each method's settings: the product of its
+    parameters' value lists (grid.sweep). UsageError names a bad item or a key given twice.
+    `from_config`: the --config file's items; those of a known method not chosen are dropped."""
+    from disentbench import methods
+    from disentbench.bench import grid
+    values: dict[str, dict[str, list]] = {}
+    known = [m for m in methods.available() if m not in chosen]
+    for item in [*items, *(i for i in from_config if i.partition(".")[0] not in known)]:
+        key, sep, text = item.partition("=")
         method, dot, name = key.partition(".")
         if not sep or not dot:
-            raise UsageError(f"--param {item!r}: expected METHOD.NAME=VALUE, e.g. beta-vae.beta=8")
+            raise UsageError(f"--param {item!r}: expected METHOD.NAME=VALUE[,VALUE...], e.g. "
+                             "beta-vae.beta=1,2,4")
         if method not in methods.available():
             raise UsageError(f"--param {item!r}: unknown method {method!r}; valid names: "
                              f"{', '.join(methods.available())}")
         if method not in chosen:
             raise UsageError(f"--param {item!r}: method {method!r} is not among --methods")
+        if name in values.get(method, {}):
+            raise UsageError(f"--param {key} is given twice; give its values once as a list, "
+                             f"e.g. --param {key}=1,2,4")
         try:
-            params.setdefault(method, {})[name] = methods.parse_value(method, name, value)
+            parsed = [methods.parse_value(method, name, v.strip()) for v in text.split(",")]
         except ValueError as err:
             raise UsageError(f"--param {item!r}: {err}") from None
-    return params
+        values.setdefault(method, {})[name] = list(dict.fromkeys(parsed))
+    return {method: grid.sweep(by_name) for method, by_name in values.items()}
 
 
-def pick_device(name: str | None, remote: bool = False) -> torch.device:
+def pick_device(name: str | None, remote: bool = False):
     """`name` checked against this machine's devices (only parsed for `remote` workers), else
-    CUDA when present, else CPU."""
+    CUDA when present, else CPU: a torch.device."""
+    import torch
     here = (["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
             + (["mps"] if torch.backends.mps.is_available() else []))
     if name is None:
@@ -271,7 +130,7 @@ def _check_writable(out: str) -> Path:
     return path
 
 
-def settings(args, device: torch.device) -> tuple[str, dict]:
+def settings(args, device) -> tuple[str, dict]:
     """The profile's name and the run settings: flags (and --config) over the profile."""
     profile = args.profile or default_profile(device)
     chosen = {k: getattr(args, k) if getattr(args, k) is not None else PROFILES[profile][k]
@@ -287,7 +146,11 @@ def settings(args, device: torch.device) -> tuple[str, dict]:
     return profile, chosen
 
 
-def _options(args, device, chosen, names, out, profile) -> planning.Options:
+def _options(args, device, chosen, names, out, profile):
+    """The plan's Options from the checked flags."""
+    import joblib
+    from disentbench.bench import backend, grid
+    from disentbench.bench.plan import Options
     for name in ("seeds", "jobs"):
         if getattr(args, name) is not None and getattr(args, name) <= 0:
             raise UsageError(f"--{name} must be a positive integer, got {getattr(args, name)}")
@@ -295,13 +158,18 @@ def _options(args, device, chosen, names, out, profile) -> planning.Options:
         raise UsageError(f"--eval-seed must be non-negative, got {args.eval_seed}")
     if args.scheduler and args.backend != "dask":
         raise UsageError("--scheduler needs --backend dask")
+    if args.backend == "dask":
+        require("dask.distributed", "cluster", "--backend dask")
+    if args.track:
+        require({"tensorboard": "tensorboard", "mlflow": "mlflow"}[args.track], "track",
+                f"--track {args.track}")
     cores = joblib.cpu_count()
     jobs = args.jobs or backend.default_jobs(device)
     backend.check_setup(jobs, cores, args.scheduler)
     threads = 1 if args.backend == "dask" else max(1, cores // jobs)
     if os.environ.get("OMP_NUM_THREADS", "").isdigit():     # the user's cap per process
         threads = max(1, min(threads, int(os.environ["OMP_NUM_THREADS"])))
-    return planning.Options(
+    return Options(
         out=out, device=str(device), metrics=tuple(names), eval_size=chosen["eval_size"],
         eval_seed=args.eval_seed, data_dir=args.data_dir, jobs=jobs,
         threads=None if args.scheduler else threads, backend=args.backend,
@@ -310,15 +178,6 @@ def _options(args, device, chosen, names, out, profile) -> planning.Options:
         retry_failed=args.retry_failed, keep_checkpoints=args.keep_checkpoints,
         repair=args.repair, precision=args.precision, profile=profile,
         group_seeds=group_seeds(args.group_seeds), invocation=uuid.uuid4().hex[:12])
-
-
-def load_datasets(names, data_dir, device) -> dict:
-    """Every dataset of the grid, loaded here once (the worker's cache, which a worker in this
-    process reuses); GridError names a missing or bad one."""
-    try:
-        return {name: worker.dataset(name, data_dir, device) for name in names}
-    except datasets.DatasetError as err:
-        raise planning.GridError(str(err)) from None
 
 
 def group_seeds(text: str) -> int | None:
@@ -334,38 +193,83 @@ def group_seeds(text: str) -> int | None:
                      f"seeds per group, e.g. --group-seeds 10")
 
 
-def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["report"]:
-        return report.main(argv[1:], prog=f"{build_parser().prog} report")
+def load_datasets(names, data_dir, device) -> dict:
+    """Every dataset of the grid, loaded here once (the worker's cache, which a worker in this
+    process reuses); GridError names a missing or bad one."""
+    from disentbench.bench import data as datasets
+    from disentbench.bench import worker
+    from disentbench.bench.plan import GridError
     try:
-        with backend.sigterm_stops():
-            return _run(argv)
-    except (UsageError, planning.GridError, grid.TooLarge, paths.OutsideResults,
-            report.ReportError) as err:
+        return {name: worker.dataset(name, data_dir, device) for name in names}
+    except datasets.DatasetError as err:
+        raise GridError(str(err)) from None
+
+
+def main(argv=None) -> int:
+    """`[run] FLAGS`, `report ...` or `list WHAT`; the exit status (2: bad input)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = argv[0] if argv[:1] and argv[0] in COMMANDS else "run"
+    rest = argv[1:] if argv[:1] == [command] else argv
+    if command == "report":
+        from disentbench.bench import report
+        return report.main(rest, prog=f"{program_name()} report")
+    try:
+        if command == "list":
+            return list_command(rest)
+        with sigterm_stops():             # SIGTERM (a batch system's time limit) as Ctrl-C
+            return _run(parse(rest))      # --help and --version exit in parse: no torch
+    except (UsageError, MissingExtra) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as stop:
-        terminated = isinstance(stop, backend.Terminated)
-        print(f"\n{'terminated (SIGTERM)' if terminated else 'interrupted'}; no run was "
-              f"training (rerunning the same command continues)", file=sys.stderr)
-        return 143 if terminated else 130
+        signal = isinstance(stop, Terminated)
+        print(f"\n{'terminated (SIGTERM)' if signal else 'interrupted'}; no run was training "
+              f"(rerunning the same command continues)", file=sys.stderr)
+        return 143 if signal else 130
 
 
-def _run(argv: list[str]) -> int:
-    args = parse(argv)
+def list_command(argv: list[str]) -> int:
+    """`list methods|metrics|datasets|profiles`: one line per name."""
+    from disentbench.bench import listing
+    if len(argv) != 1 or argv[0] not in LISTS:
+        raise UsageError(f"list what? expected one of {', '.join(LISTS)}, e.g. "
+                         f"{program_name()} list methods")
+    print(listing.TABLES[argv[0]]())
+    return 0
+
+
+def _run(args) -> int:
+    """The `run` command: plan the grid, then (unless --dry-run) run it."""
+    from disentbench.bench import grid, paths, report
+    from disentbench.bench.plan import GridError
+    try:
+        plan = _plan(args)
+        if args.dry_run:
+            _print_settled(plan)
+            return 0
+        return _execute(plan, plan.options.out, args.track)
+    except (GridError, grid.TooLarge, paths.OutsideResults, report.ReportError) as err:
+        raise UsageError(str(err)) from None
+
+
+def _plan(args):
+    """The checked flags as the grid's Plan (units, what is settled, steps), printed with an
+    ETA; the folders it would write are checked first (inside --out, the report's targets)."""
+    from disentbench.bench import data as datasets
+    from disentbench.bench import estimate, grid, paths, report
+    from disentbench.bench import plan as planning
     device = pick_device(args.device, remote=bool(args.scheduler))
     profile, chosen = settings(args, device)
     chosen_methods = method_names(args.methods)
     data_names = _names(args.datasets, datasets.available(), datasets.available(), "dataset")
-    params = parse_params(args.param, chosen_methods)
+    params = parse_params(args.param, chosen_methods, getattr(args, "config_params", ()))
     names = metric_names(chosen["metrics"], device)
-    grid.check_size(args.seeds, chosen_methods, data_names, args.ablation != "none")
-    out = _check_writable(args.out)
+    grid.check_size(args.seeds, chosen_methods, data_names, args.ablation != "none", params)
+    out = Path(args.out) if args.dry_run else _check_writable(args.out)
     options = _options(args, device, chosen, names, out, profile)
     # loaded here for the checks and the ETA probe; on the CPU when the workers are elsewhere
     loaded = load_datasets(data_names, args.data_dir,
-                           torch.device("cpu") if args.scheduler else device)
+                           pick_device("cpu") if args.scheduler else device)
     specs = grid.expand(chosen_methods, data_names, args.seeds, chosen, params,
                         {name: data.num_factors if data.has_factors else 0
                          for name, data in loaded.items()})
@@ -373,13 +277,26 @@ def _run(argv: list[str]) -> int:
         paths.check_inside(out, folder)
     report.check_targets(out)
     planning.check_batch_sizes(specs, {name: len(data) for name, data in loaded.items()})
-    specs, part = planning.take_shard(specs, args.shard, options.group_seeds or estimate.AUTO_SIZE)
+    specs, shard = planning.take_shard(specs, args.shard, options.group_seeds or estimate.AUTO_SIZE)
     plan = planning.plan(specs, options, estimate.group_size(specs, options, loaded))
     eta = estimate.eta_seconds(plan, loaded) if plan.units else 0.0
-    print(planning.describe(plan, eta, profile, chosen, (len(chosen_methods), len(data_names),
-                                                        args.seeds), part))
+    _print_plan(plan, eta, profile, chosen, plan.options, specs, len(data_names), args.seeds)
+    if shard:
+        print(shard)
+    return plan
+
+
+def _execute(plan, out: Path, track: str | None) -> int:
+    """Train and evaluate the grid, print the summary, mirror it to `track`, build the report;
+    the exit status."""
+    from disentbench.bench import backend, report
     result = backend.run(plan)
     print(backend.summary(result.results))
+    if track:
+        from disentbench.bench.track import mirror
+        folders = [out / "runs" / r.dataset / r.label / f"seed{r.seed}" for r in result.results]
+        mirrored = mirror(out, track, [f for f in folders if f.is_dir()])
+        print(f"{track}: {mirrored} runs mirrored under {out}/")
     if result.interrupted is not None:
         print(f"{'terminated (SIGTERM)' if result.terminated else 'interrupted (Ctrl-C)'}; "
               f"rerunning the same command resumes every unfinished run"
@@ -389,3 +306,44 @@ def _run(argv: list[str]) -> int:
     if (out / "runs").is_dir() and report.build(out):
         print(f"tables: {out / 'tables'}/, plots: {out / 'plots'}/, index: {out / 'index.html'}")
     return result.exit_code
+
+
+def _print_settled(plan) -> None:
+    """--dry-run: what is already done (or failed and not retried); nothing was trained."""
+    done = [r for r in plan.settled if r.status == "done"]
+    failed = [r for r in plan.settled if r.status != "done"]
+    print(f"already done: {len(done)} of {plan.runs} runs"
+          + (f"; failed before (not retried without --retry-failed): {len(failed)}"
+             if failed else ""))
+    for result in failed:
+        print(f"  failed: {result.name}: {result.reason}")
+    print("dry run: no run was trained and nothing was written; run the same command without "
+          "--dry-run")
+
+
+def _print_plan(plan, eta, profile, chosen, options, specs, n_datasets, seeds) -> None:
+    from disentbench.bench.grid import settings_per_method
+    from disentbench.bench.precision import resolve
+    counts = settings_per_method(specs)
+    ablation = plan.runs - len(specs)
+    swept = ", ".join(f"{method} {n}" for method, n in counts.items() if n > 1)
+    grid_line = f"{len(counts)} methods" + (f" in {sum(counts.values())} settings ({swept})"
+                                            if swept else "")
+    where = (f"Dask cluster at {options.scheduler}" if options.scheduler else
+             f"{options.jobs} {'Dask' if options.backend == 'dask' else 'local'} worker "
+             f"processes x {options.threads} thread(s)")
+    where += (f", seed groups of up to {plan.group}" if plan.group > 1 else
+              ", one run at a time (no seed groups)")
+    latent = "number of factors" if chosen["latent_dim"] == FACTORS else chosen["latent_dim"]
+    print(f"disentbench: profile {profile}, device {options.device}, {plan.runs} runs "
+          f"({grid_line} x {n_datasets} datasets x {seeds} seeds"
+          f"{f' + {ablation} fixed-beta-hat ablation runs' if ablation else ''}), "
+          f"{chosen['steps']} steps, batch {chosen['batch_size']}, latent {latent}, "
+          f"lr {chosen['lr']:g}, precision {resolve(options.precision, options.device)}; "
+          f"{where}; results in {options.out}/")
+    print(f"metrics ({options.eval_size} sizes): {', '.join(options.metrics) or 'none'}")
+    eta = ("unknown (workers on a cluster, or no method's probe step worked)"
+           if eta is None
+           else f"{eta / 60:.1f} min of training (a probe of each method; "
+                f"evaluation comes on top)")
+    print(f"to do: {plan.runs - len(plan.settled)} runs ({plan.steps} steps), ETA {eta}")

@@ -10,6 +10,7 @@ and negative ELBO in the suite's loss convention.
 """
 from __future__ import annotations
 
+import importlib.util
 import platform
 import time
 from pathlib import Path
@@ -20,7 +21,7 @@ import sklearn
 import torch
 
 from disentbench import metrics
-from disentbench.bench import traversals
+from disentbench.bench import traversals, udr_setting
 from disentbench.bench.nets import VAE
 from disentbench.bench.io import write_json
 from disentbench.bench.store import METRICS, RunDamaged, RunView, scored
@@ -176,8 +177,11 @@ def write_metrics(run_dir, result: dict) -> Path:
 
 def default_names(device) -> list[str]:
     """On a GPU every metric but the reference `dci` (`dci-fast` gives its values in seconds, not
-    minutes of CPU boosting); on a CPU every metric but the expensive ones (`CPU_EXPENSIVE`)."""
+    minutes of CPU boosting; it needs numba, the [fast] extra, and is left out without it); on a
+    CPU every metric but the expensive ones (`CPU_EXPENSIVE`)."""
     expensive = CPU_EXPENSIVE if torch.device(device).type == "cpu" else ("dci",)
+    if importlib.util.find_spec("numba") is None:
+        expensive += ("dci-fast",)
     return [n for n in valid_names() if n not in expensive]
 
 
@@ -192,25 +196,31 @@ def load_model(run_dir, data, device="cpu", checkpoint: dict | None = None) -> t
 
 
 def pending_metrics(run_dir, names, *, size="default", seed=0, checkpoint=None) -> list[str]:
-    """The metrics of `names` that `evaluate_run` would compute for `run_dir`: those without a
-    value for this size and seed that scored the run's current checkpoint (`checkpoint`: its
-    "step" and "checksum" where already read, else model.pt is loaded; all of them where
-    metrics.json or model.pt is damaged; evaluate_run then says which)."""
+    """What `evaluate_run` would compute for `run_dir`: the metrics of `names` without a value
+    for this size and seed that scored the run's current checkpoint (`checkpoint`: its "step"
+    and "checksum" where already read, else model.pt is loaded; all of them where metrics.json
+    or model.pt is damaged; evaluate_run then says which), and "udr_codes.npz" where `names`
+    is not empty and the run's UDR codes (bench/udr_setting.py) did not encode that checkpoint."""
     try:
-        kept = RunView(run_dir).fresh_metrics(size, seed, checkpoint)
+        view = RunView(run_dir)
+        checkpoint = checkpoint or view.load_checkpoint()
+        kept = view.fresh_metrics(size, seed, checkpoint)
+        codes = udr_setting.codes_current(run_dir, checkpoint)
     except RunDamaged:
-        kept = {}
-    return [n for n in names if n not in kept]
+        kept, codes = {}, False
+    pending = [n for n in names if n not in kept]
+    return pending + ([udr_setting.UDR_CODES] if names and not codes else [])
 
 
 def evaluate_run(run_dir, data, names, *, size="default", seed=0, device="cpu") -> dict:
-    """Evaluate the finished run in `run_dir` and write its `metrics.json`.
+    """Evaluate the finished run in `run_dir` and write its `metrics.json` and its UDR codes
+    (`udr_codes.npz`, bench/udr_setting.py).
 
-    metrics.json records the training step and the checkpoint checksum it scored. Metrics
-    already there for the same size, seed, step and checkpoint are kept; after the weights
-    changed (a run extended or trained again) every metric is computed again, and so is an
-    unreadable metrics.json (said in its "notes", which the runner prints on the run's line).
-    A damaged checkpoint raises RunDamaged.
+    Both record the training step and the checkpoint checksum they scored. Metrics already
+    there for the same size, seed, step and checkpoint are kept, and so are UDR codes of that
+    checkpoint; after the weights changed (a run extended or trained again) every metric and
+    the codes are computed again, and so is an unreadable metrics.json (said in its "notes",
+    which the runner prints on the run's line). A damaged checkpoint raises RunDamaged.
     """
     store = RunView(run_dir)
     checkpoint = store.load_checkpoint()
@@ -221,14 +231,17 @@ def evaluate_run(run_dir, data, names, *, size="default", seed=0, device="cpu") 
         notes.append(f"{err}; every metric computed again")
         kept = {}
     todo = [n for n in names if n not in kept]
-    if not todo:
-        return store.read_metrics()
-    likelihood = store.read_config().get("reconstruction", "bernoulli")
-    result = evaluate(data, names=todo, model=load_model(run_dir, data, device, checkpoint),
-                      seed=seed, size=size, device=device, likelihood=likelihood)
-    result["metrics"] = {**kept, **result["metrics"]}
-    write_json(store.dir / METRICS, {**result, **scored(checkpoint), **({"notes": notes}
-                                                                      if notes else {})})
-    traversals.render(load_model(run_dir, data, device, checkpoint), data, run_dir, seed=seed,
-                      likelihood=likelihood)     # a fresh copy: evaluate() made its layout channels-last
+    if todo:
+        likelihood = store.read_config().get("reconstruction", "bernoulli")
+        result = evaluate(data, names=todo, model=load_model(run_dir, data, device, checkpoint),
+                          seed=seed, size=size, device=device, likelihood=likelihood)
+        result["metrics"] = {**kept, **result["metrics"]}
+        write_json(store.dir / METRICS, {**result, **scored(checkpoint),
+                                         **({"notes": notes} if notes else {})})
+        # a fresh copy of the model: evaluate() made its layout channels-last
+        traversals.render(load_model(run_dir, data, device, checkpoint), data, run_dir,
+                          seed=seed, likelihood=likelihood)
+    if not udr_setting.codes_current(run_dir, checkpoint):
+        udr_setting.write_codes(run_dir, load_model(run_dir, data, device, checkpoint), data,
+                                checkpoint, device)
     return store.read_metrics()

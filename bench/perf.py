@@ -31,12 +31,13 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from disentbench.bench import data as datasets
 from disentbench.bench import precision as precisions
-from disentbench.bench.data.base import GroundTruthData
-from disentbench.bench.nets import VAE
 from disentbench.bench.backend import default_jobs
+from disentbench.bench.data.base import GroundTruthData
 from disentbench.bench.engine import Engine, pick_device
 from disentbench.bench.estimate import AUTO_SIZE, should_group
+from disentbench.bench.nets import VAE
 from disentbench.bench.spec import RunSpec
+from disentbench.methods.base import reparameterise
 
 GROUP = 10
 H200_BF16_FLOPS = 790e12            # dense bf16 matrix rate measured on an H200 (issue 12)

@@ -16,8 +16,6 @@ from pathlib import Path
 from typing import Callable
 
 from disentbench.bench import data as datasets
-from disentbench.bench import precision as precisions
-from disentbench.bench.profiles import FACTORS
 from disentbench.bench.evaluate import pending_metrics
 from disentbench.bench.spec import RunSpec
 from disentbench.bench.store import RunConflict, RunState, RunView, Status
@@ -213,34 +211,6 @@ def shard(specs: list[RunSpec], index: int, count: int, group: int) -> list[RunS
             if to == index - 1:
                 mine.update(key(spec) for spec in chunk)
     return [spec for spec in specs if key(spec) in mine]
-
-
-def describe(plan: Plan, eta: float | None, profile: str, chosen: dict, grid: tuple,
-             shard_line: str = "") -> str:
-    """The plan in words: settings, workers, metrics, the work to do and its ETA (`eta`
-    seconds, None if unknown); `grid` is (methods, datasets, seeds)."""
-    options, (n_methods, n_datasets, seeds) = plan.options, grid
-    labels = {rule.label for rule in options.derived}
-    ablation = sum(name.split("/")[1] in labels for name in plan.order)
-    where = (f"Dask cluster at {options.scheduler}" if options.scheduler else
-             f"{options.jobs} {'Dask' if options.backend == 'dask' else 'local'} worker "
-             f"processes x {options.threads} thread(s)")
-    where += (f", seed groups of up to {plan.group}" if plan.group > 1 else
-              ", one run at a time (no seed groups)")
-    latent = "number of factors" if chosen["latent_dim"] == FACTORS else chosen["latent_dim"]
-    eta_text = ("unknown (workers on a cluster, or no method's probe step worked)"
-                if eta is None else f"{eta / 60:.1f} min of training (a probe of each method; "
-                                    f"evaluation comes on top)")
-    return "\n".join(filter(None, [
-        f"disentbench: profile {profile}, device {options.device}, {plan.runs} runs "
-        f"({n_methods} methods x {n_datasets} datasets x {seeds} seeds"
-        f"{f' + {ablation} fixed-beta-hat ablation runs' if ablation else ''}), "
-        f"{chosen['steps']} steps, batch {chosen['batch_size']}, latent {latent}, "
-        f"lr {chosen['lr']:g}, precision {precisions.resolve(options.precision, options.device)}; "
-        f"{where}; results in {options.out}/",
-        shard_line,
-        f"metrics ({options.eval_size} sizes): {', '.join(options.metrics) or 'none'}",
-        f"to do: {plan.runs - len(plan.settled)} runs ({plan.steps} steps), ETA {eta_text}"]))
 
 
 def cell(spec: RunSpec) -> str:

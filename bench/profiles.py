@@ -1,6 +1,9 @@
 """Profiles (`--profile smoke|quick|paper`): named run settings; explicit flags override them."""
 from __future__ import annotations
 
+# The most seeds, and runs, one grid takes: checked before anything is built (bench/grid.py).
+MAX_SEEDS = 1000
+MAX_RUNS = 20000
 # `latent_dim: FACTORS` means the dataset's number of ground-truth factors.
 FACTORS = "factors"
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from disentbench import methods
 from disentbench.bench import diagnostics
 from disentbench.bench.io import atomic_path, write_json, write_text
 from disentbench.bench.spec import RunSpec
@@ -109,12 +110,15 @@ class TrainingSession:
 
     def end(self, step: int, failure: str | None = None, traceback: str | None = None) -> dict:
         """The final status (done, or failed with `failure` and the traceback in error.txt),
-        with the warnings the history carries (bench/diagnostics.py). Returns it."""
+        with the warnings the history carries (bench/diagnostics.py) and the method's summary of
+        it (`Method.history_summary`: L-VAE's whether β̂ settled). Returns it."""
         for warning in diagnostics.warnings_from_history(self.history, self.spec.method):
             self.warn(warning)
         if traceback:
             write_text(self.dir / TRACEBACK, traceback)
         extra = {"reason": failure} if failure else {}
+        if summary := methods.get(self.spec.method).history_summary(self.history):
+            extra["history_summary"] = summary
         return self._write_status(Status.FAILED if failure else Status.DONE, step, **extra)
 
     def seconds(self) -> float:

@@ -67,8 +67,7 @@ def parse_value(method: str, key: str, text: str):
     """Parse `text` into the type of `method`'s parameter `key` (raises ValueError)."""
     cls = get(method)
     if key not in cls.params:
-        valid = ", ".join(sorted(cls.params)) or "none"
-        raise ValueError(f"method {method!r} has no parameter {key!r}; valid parameters: {valid}")
+        raise cls.unknown_parameters({key})
     default = cls.params[key]
     if isinstance(default, bool):
         if text.lower() in ("1", "true", "yes", "on"):

@@ -3,6 +3,13 @@
 Loss convention (one for every method, so that β means the same thing everywhere):
 reconstruction is summed over pixels and averaged over the batch; KL is summed over latent
 dimensions and averaged over the batch. β multiplies that KL.
+
+The reconstruction term is a run parameter, `recon`, of every method that has one
+(RECON_CONVENTIONS): `bernoulli-sum` (the default: BCE with logits summed over pixels),
+`gaussian-sum` (squared error of the decoder output summed over pixels) or `mse-mean` (the
+per-pixel mean squared error, the "MSE" of the L-VAE paper's summary: `gaussian-sum` divided by
+the number of pixels). A method whose reconstruction term is its own (σ-VAE learns its decoder's
+variance) says why in `own_likelihood` and refuses `recon`.
 """
 from __future__ import annotations
 
@@ -40,7 +47,18 @@ def gaussian_reconstruction(x: torch.Tensor, mean: torch.Tensor) -> torch.Tensor
     return (mean - x).pow(2).sum() / x.shape[0]
 
 
+def mse_mean_reconstruction(x: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+    """Squared error averaged over pixels and batch (per-pixel MSE)."""
+    return (mean - x).pow(2).mean()
+
+
+# A decoder likelihood -> its loss summed over pixels (evaluate's reconstruction metric).
 RECONSTRUCTIONS = {"bernoulli": bernoulli_reconstruction, "gaussian": gaussian_reconstruction}
+# The run parameter `recon` -> (the decoder's likelihood, the reconstruction term of the loss).
+RECON_CONVENTIONS = {"bernoulli-sum": ("bernoulli", bernoulli_reconstruction),
+                     "gaussian-sum": ("gaussian", gaussian_reconstruction),
+                     "mse-mean": ("gaussian", mse_mean_reconstruction)}
+DEFAULT_RECON = "bernoulli-sum"
 
 
 def kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -71,25 +89,46 @@ class Method(nn.Module):
     (low, high), None for unbounded; numbers must also be finite) and implement `loss`. Learnable
     parameters of the method are trained with the network by the harness's optimiser, unless
     `optimised_with_model` says otherwise (e.g. FactorVAE's discriminator); `param_groups` says
-    with which learning rate (e.g. L-VAE's `sigma_lr`).
+    with which learning rate (e.g. L-VAE's `sigma_lr`). Every subclass gets the parameter
+    `recon` (the reconstruction convention) unless it sets `own_likelihood`.
     """
     name: ClassVar[str] = ""
     params: ClassVar[dict] = {}
     ranges: ClassVar[dict] = {}
-    reconstruction_loss: ClassVar[str] = "bernoulli"
+    own_likelihood: ClassVar[str] = ""        # why `recon` does not apply; "" where it does
+    reconstruction_loss: ClassVar[str] = "bernoulli"   # the likelihood config.json records
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if not cls.own_likelihood and "recon" not in cls.params:
+            cls.params = {**cls.params, "recon": DEFAULT_RECON}
 
     def __init__(self, **params):
         super().__init__()
         unknown = set(params) - set(self.params)
         if unknown:
-            valid = ", ".join(sorted(self.params)) or "none"
-            raise ValueError(f"method {self.name!r} has no parameter "
-                             f"{', '.join(sorted(unknown))}; valid parameters: {valid}")
+            raise self.unknown_parameters(unknown)
         self.hparams = {k: type(v)(params.get(k, v)) if v is not None else params.get(k)
                         for k, v in self.params.items()}
         for key, value in self.hparams.items():
             self.check_range(key, value)
+        if "recon" in self.hparams:
+            if self.hparams["recon"] not in RECON_CONVENTIONS:
+                raise ValueError(f"{self.name}.recon must be one of "
+                                 f"{', '.join(RECON_CONVENTIONS)}, got {self.hparams['recon']!r}")
+            self.reconstruction_loss = RECON_CONVENTIONS[self.hparams["recon"]][0]
         self.context: TrainContext | None = None
+
+    @classmethod
+    def unknown_parameters(cls, names) -> ValueError:
+        """The error for parameters `names` that the method does not have."""
+        if "recon" in names and cls.own_likelihood:
+            return ValueError(f"method {cls.name!r} takes no recon parameter: "
+                              f"{cls.own_likelihood}")
+        valid = ", ".join(sorted(cls.params)) or "none"
+        return ValueError(f"method {cls.name!r} has no parameter "
+                          f"{', '.join(map(repr, sorted(names)))}; "
+                          f"valid parameters: {valid}")
 
     @classmethod
     def check_range(cls, key: str, value) -> None:
@@ -111,7 +150,8 @@ class Method(nn.Module):
         self.context = context
 
     def reconstruction(self, x, out: Output) -> torch.Tensor:
-        return RECONSTRUCTIONS[self.reconstruction_loss](x, out.logits)
+        """The reconstruction term of the run's convention (`recon`) for the decoder output."""
+        return RECON_CONVENTIONS[self.hparams["recon"]][1](x, out.logits)
 
     def loss(self, x: torch.Tensor, out: Output, step: int) -> dict[str, torch.Tensor]:
         """Named scalar terms including "loss" (what is minimised), "recon" and "kl"."""
@@ -133,6 +173,13 @@ class Method(nn.Module):
         """Given the whole logged history (host floats), signs that the run finished but went
         wrong in a way particular to the method (e.g. L-VAE's σ running away); [] if none."""
         return []
+
+    @classmethod
+    def history_summary(cls, rows: list[dict]) -> dict:
+        """Given the whole logged history (host floats), what status.json should say about the
+        method's own dynamics at the end of training (e.g. whether L-VAE's β̂ settled); {} if
+        nothing."""
+        return {}
 
     def optimised_with_model(self):
         """The method's parameters that the harness's Adam trains together with the network."""

@@ -15,7 +15,8 @@ class LVAENoReg(LVAE):
     grow without bound (each log σ² climbs by about one learning rate per Adam step) and the loss
     weights 1/σ² fade. A run is stopped as diverged when σ0² or σ1² leaves [1e-4, 1e4]: its loss
     weight has then moved four orders of magnitude from 1 (at 1e4 the ELBO's gradient is scaled
-    by 1e-4: training has effectively stopped); non-finite σ also counts.
+    by 1e-4: training has effectively stopped); non-finite σ also counts. With no stationary
+    point there is no β̂* to chase: it logs σ and β̂ only, and its history has no summary.
     """
 
     def loss(self, x, out, step):

@@ -30,6 +30,9 @@ class GaussianDecoderVAE(Method):
     log σ and ½ log 2π terms, so it can be negative; "sigma" is the σ used.
     """
     reconstruction_loss = "gaussian"
+    own_likelihood = ("its reconstruction term is the Gaussian NLL with a decoder σ it learns "
+                      "(or sets to the RMS error), so a fixed reconstruction convention does not "
+                      "apply; use the method without recon")
 
     def decoder_log_sigma(self, x: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
         """log σ before the soft clip."""

@@ -3,11 +3,13 @@
     values = metrics.compute("mig", data, represent, seed=0)            # study default sizes
     values = metrics.compute("mig", data, represent, size="quick")      # smaller sample sizes
     values = metrics.compute("mig", data, represent, num_train=500)     # any size overridden
+    table = metrics.evaluate(data, represent, ["mig", "sap"])          # one encoding for all
+    table = metrics.score(codes, factors, ["mig", "dci"])              # arrays you already have
 
 `data` provides `factor_sizes`, `sample_factors(n, random_state)` and
 `observations_from_factors(factors, random_state)`; `represent(observations) -> array (n, D)`.
 Each module in this package registers its metrics with `@register`. Parameters are named as in
-the reference's gin files, result keys as the reference's keys (../shared/METRICS.md).
+the reference's gin files, result keys as the reference's keys (docs/metrics.md).
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ class Metric:
     default: dict       # disentanglement_lib's study defaults
     quick: dict         # the smaller sample sizes that replace some of them for "quick"
     directions: dict    # result key -> HIGHER, LOWER or None (not ranked)
+    interventional: bool = False   # draws its own factor rows (holds one fixed): needs a sampler
 
     def params(self, size: str = "default", **overrides) -> dict:
         """The parameters used for `size` with `overrides`; bad names or values raise ValueError."""
@@ -53,9 +56,12 @@ class Metric:
 _METRICS: dict[str, Metric] = {}
 
 
-def register(name: str, default: dict, quick: dict, directions: dict):
+def register(name: str, default: dict, quick: dict, directions: dict,
+             interventional: bool = False):
     """Register `fn(codes, seed, **params) -> dict` under `name` with its default parameters and
-    the direction of each result key (HIGHER or LOWER is better, None: not ranked)."""
+    the direction of each result key (HIGHER or LOWER is better, None: not ranked).
+    `interventional`: the metric draws factor rows of its own design (it holds a factor fixed),
+    so it needs a data object to sample from and cannot score a given sample of codes."""
     def wrap(fn):
         if name in _METRICS:
             raise ValueError(f"metric {name!r} registered twice")
@@ -64,7 +70,8 @@ def register(name: str, default: dict, quick: dict, directions: dict):
             raise ValueError(f"metric {name!r}: defaults do not match the function's parameters")
         if set(directions.values()) - {HIGHER, LOWER, None}:
             raise ValueError(f"metric {name!r}: a direction is {HIGHER!r}, {LOWER!r} or None")
-        _METRICS[name] = Metric(name, fn, dict(default), dict(quick), dict(directions))
+        _METRICS[name] = Metric(name, fn, dict(default), dict(quick), dict(directions),
+                                interventional)
         return fn
     return wrap
 
@@ -121,10 +128,17 @@ def _int_seed(seed) -> int:
                      f"got {seed!r}")
 
 
+# Modules that register no metric: boosting needs numba (the [fast] extra), imported by dci-fast.
+_HELPERS = ("boosting", "scoring", "utils")
+
+
 def _import_all():
     for module in pkgutil.iter_modules(__path__):
-        importlib.import_module(f"{__name__}.{module.name}")
+        if module.name not in _HELPERS:
+            importlib.import_module(f"{__name__}.{module.name}")
 
 
-__all__ = ["Codes", "HIGHER", "LOWER", "Metric", "SIZES", "available", "compute", "directions",
-           "get", "register"]
+from .scoring import default_metrics, evaluate, score  # noqa: E402  (uses the registry above)
+
+__all__ = ["Codes", "HIGHER", "LOWER", "Metric", "SIZES", "available", "compute",
+           "default_metrics", "directions", "evaluate", "get", "register", "score"]

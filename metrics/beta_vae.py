@@ -10,7 +10,7 @@ from . import HIGHER, register
 
 @register("beta-vae", default=dict(num_train=10000, num_eval=5000, batch_size=64),
           quick=dict(num_train=2000, num_eval=1000),
-          directions=dict(train_accuracy=HIGHER, eval_accuracy=HIGHER))
+          directions=dict(train_accuracy=HIGHER, eval_accuracy=HIGHER), interventional=True)
 def beta_vae(codes, seed, num_train, num_eval, batch_size):
     """Accuracy of a LogisticRegression predicting which factor was held fixed in a pair of
     batches from the mean absolute code difference of the pairs."""

@@ -4,7 +4,9 @@ import numpy as np
 import scipy.stats
 from sklearn import ensemble
 
-from . import HIGHER, boosting, register
+from disentbench.extras import require
+
+from . import HIGHER, register
 from .utils import factor_codes
 
 # informativeness is a classification accuracy (METRICS.md §5)
@@ -29,6 +31,8 @@ def dci_fast(codes, seed, num_train, num_test, batch_size):
     reference mode's values, to the last bit on codes without repeated values (bar exact ties
     that the reference breaks by rounding noise; measured |Δ| in tests/test_dci_fast.py), about
     15 times faster on one core, and it grows a stage's trees on numba's threads."""
+    require("numba", "fast", "the metric dci-fast")   # its compiled booster
+    from . import boosting                  # compiles with numba: imported where used
     return dci_with(boosting.fit_predict, codes, seed, num_train, num_test, batch_size)
 
 

@@ -8,7 +8,7 @@ from . import HIGHER, register
                                      batch_size=64, prune_threshold=0.05),
           quick=dict(num_train=2000, num_eval=1000, num_variance_estimate=2000),
           directions=dict(train_accuracy=HIGHER, eval_accuracy=HIGHER, num_active_dims=None,
-                          dlib_num_active_dims=None))
+                          dlib_num_active_dims=None), interventional=True)
 def factor_vae(codes, seed, num_train, num_eval, num_variance_estimate, batch_size,
                prune_threshold):
     """Accuracy of the majority-vote classifier from "code dim of least normalised variance" to

@@ -10,7 +10,9 @@ drawing every factor first and encoding afterwards gives the reference's sample.
 from __future__ import annotations
 
 import math
+import sys
 import time
+from contextlib import nullcontext
 
 import numpy as np
 from sklearn.metrics import mutual_info_score
@@ -47,7 +49,7 @@ class Codes:
 
     def __call__(self, factors) -> np.ndarray:
         """Codes (n, D) of the factor rows `factors` (n, F)."""
-        keys = np.ravel_multi_index(np.asarray(factors).T, self.factor_sizes)
+        keys = np.ravel_multi_index(check_factors(factors, self.factor_sizes).T, self.factor_sizes)
         rows = self._rows(keys)
         missing = rows < 0
         if missing.any():
@@ -72,14 +74,15 @@ class Codes:
         # Observations are a function of the factors; this state only fills the protocol's slot.
         random_state = np.random.RandomState(0)
         chunks = []
-        for i in range(0, len(missing), self.chunk_size):
-            factors = np.stack(np.unravel_index(missing[i:i + self.chunk_size], self.factor_sizes), 1)
-            observations = self.data.observations_from_factors(factors, random_state)
-            chunks.append(np.asarray(self.represent(observations)))
+        torch = sys.modules.get("torch")          # no autograd graph for a model's codes
+        with torch.no_grad() if torch is not None else nullcontext():
+            for i in range(0, len(missing), self.chunk_size):
+                factors = np.stack(np.unravel_index(missing[i:i + self.chunk_size],
+                                                    self.factor_sizes), 1)
+                observations = self.data.observations_from_factors(factors, random_state)
+                chunks.append(as_codes(self.represent(observations), len(factors),
+                                      "represent() must return"))
         new = np.concatenate(chunks)
-        if new.ndim != 2 or len(new) != len(missing):
-            raise ValueError(f"represent() must return an array (n, D) for n observations; "
-                             f"got shape {new.shape} for {len(missing)} observations")
         self.seconds += time.perf_counter() - start
         rows = np.arange(self.encoded, self.encoded + len(missing))
         if self._row is not None:
@@ -93,6 +96,80 @@ class Codes:
         self.encoded += len(missing)
 
 
+class Sample:
+    """A sample of (factors, codes) rows standing in for `Codes` where no sampler exists
+    (`metrics.score`): each request for rows takes the next rows of the sample, in an order
+    shuffled once, so a metric's training and test sets are disjoint."""
+
+    def __init__(self, codes: np.ndarray, factors: np.ndarray, seed: int):
+        order = np.random.RandomState(seed).permutation(len(codes))
+        self.codes, self.factors = codes[order], factors[order]
+        self.factor_sizes = tuple(int(k) for k in factors.max(axis=0) + 1)
+        self.data = None
+        self.taken = 0
+
+    def take(self, num_points: int) -> tuple[np.ndarray, np.ndarray]:
+        rows = slice(self.taken, self.taken + num_points)
+        if rows.stop > len(self.codes):
+            raise ValueError(f"the sample has {len(self.codes)} rows; {rows.stop} are needed")
+        self.taken = rows.stop
+        return self.codes[rows], self.factors[rows]
+
+
+def as_codes(values, n: int, source: str) -> np.ndarray:
+    """`values` (a numpy array, or a torch tensor on any device, with or without grad) as a
+    float array (n, D) of finite codes; otherwise one ValueError (`source`: "represent() must
+    return", "codes must be") naming the problem and the fix."""
+    if hasattr(values, "detach"):
+        values = values.detach().float().cpu().numpy()
+    values = np.asarray(values)
+    if values.ndim != 2 or len(values) != n:
+        raise ValueError(f"{source} an array (n, D) of codes for n = {n} rows, got shape "
+                         f"{values.shape}; flatten each code to one row (codes.reshape(n, -1))")
+    if not np.issubdtype(values.dtype, np.number) or np.iscomplexobj(values):
+        raise ValueError(f"{source} real numbers, got dtype {values.dtype}")
+    bad = ~np.isfinite(values)
+    if bad.any():
+        dims = sorted(set(np.nonzero(bad)[1].tolist()))
+        raise ValueError(f"{source} finite numbers; got NaN or infinite values "
+                         f"({int(bad.sum())} values, in dimensions {dims}); check the "
+                         f"encoder's input scaling and weights")
+    return values
+
+
+def check_factors(factors, factor_sizes=None, source: str = "data.sample_factors") -> np.ndarray:
+    """`factors` (n, F) as int64 indices 0..size-1 of each factor; otherwise one ValueError
+    saying which rule fails and how to fix it (factor values are mapped to their indices)."""
+    factors = np.asarray(factors)
+    if factors.ndim != 2 or (factor_sizes is not None and factors.shape[1] != len(factor_sizes)):
+        width = f"{len(factor_sizes)} factors" if factor_sizes is not None else "F factors"
+        raise ValueError(f"{source}: expected factor rows of shape (n, {width}), got shape "
+                         f"{factors.shape}")
+    if not (np.issubdtype(factors.dtype, np.integer) or np.issubdtype(factors.dtype, np.bool_)):
+        whole = np.issubdtype(factors.dtype, np.floating) and np.all(np.mod(factors, 1) == 0)
+        if not whole:
+            example = factors.flat[np.argmax(np.mod(factors, 1) != 0)] if np.issubdtype(
+                factors.dtype, np.floating) else factors.flat[0]
+            raise ValueError(f"{source}: expected factor indices (integers 0..size-1), got "
+                             f"{factors.dtype} values such as {example}; map each factor's "
+                             f"values to their index, e.g. np.unique(values, "
+                             f"return_inverse=True)[1]")
+    factors = factors.astype(np.int64)
+    low = factors.min(axis=0) if len(factors) else np.zeros(factors.shape[1], dtype=np.int64)
+    if (low < 0).any():
+        raise ValueError(f"{source}: got negative factor indices (factor "
+                         f"{int(np.argmax(low < 0))}); indices run from 0 to size-1")
+    if factor_sizes is not None and len(factors):
+        over = factors.max(axis=0) >= np.asarray(factor_sizes)
+        if over.any():
+            j = int(np.argmax(over))
+            raise ValueError(f"{source}: got index {int(factors[:, j].max())} for factor {j}, "
+                             f"whose size is {factor_sizes[j]} "
+                             f"(factor_sizes={tuple(factor_sizes)}); "
+                             f"indices run from 0 to size-1: give indices, not factor values")
+    return factors
+
+
 def sample_factors(data, num_points: int, random_state, batch_size: int) -> np.ndarray:
     """`num_points` factor rows (n, F) drawn in chunks of `batch_size`, as dlib's
     `generate_batch_factor_code` draws them."""
@@ -102,7 +179,11 @@ def sample_factors(data, num_points: int, random_state, batch_size: int) -> np.n
 
 
 def factor_codes(codes: Codes, num_points: int, random_state, batch_size: int):
-    """dlib's `generate_batch_factor_code`: (mus (D, n), ys (F, n)) in dlib's orientation."""
+    """dlib's `generate_batch_factor_code`: (mus (D, n), ys (F, n)) in dlib's orientation.
+    From a `Sample`, its next `num_points` rows (no sampler to draw from)."""
+    if isinstance(codes, Sample):
+        mus, factors = codes.take(num_points)
+        return mus.T, factors.T
     factors = sample_factors(codes.data, num_points, random_state, batch_size)
     return codes(factors).T, factors.T
 

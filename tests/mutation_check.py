@@ -50,6 +50,7 @@ FACTOR_VAE_TESTS = ("tests/test_method_losses.py::test_factor_vae_loss_and_discr
 METRIC_TESTS = ("tests/test_metrics_closed_form.py", "tests/test_metrics_properties.py")
 TRAIN_TESTS = ("tests/test_train_guards.py", "tests/test_train.py")
 GROUP_TESTS = ("tests/test_group.py",)
+UDR_TESTS = ("tests/test_udr_oracle.py",)
 RUNNER_GROUP_TESTS = (
     "tests/test_runner.py::test_seed_groups_train_each_run_into_its_own_folder_as_a_single_run_would",
     "tests/test_runner.py::test_group_seeds_auto_groups_where_the_device_rule_and_a_timed_probe_say_so")
@@ -324,6 +325,28 @@ MUTATIONS = [
     m("runner: auto groups without the probe", "bench/estimate.py",
       "    return size if single is not None and grouped is not None and grouped < single else 1",
       "    return size", RUNNER_GROUP_TESTS),
+    # --- the scoring API (metrics.score / metrics.evaluate) ---------------------------------
+    m("scoring: train and test rows overlap", "metrics/utils.py",
+      "        self.taken = rows.stop\n", "", ("tests/test_scoring.py",)),
+    m("scoring: factor values accepted as indices", "metrics/utils.py",
+      "        if not whole:", "        if False:", ("tests/test_scoring.py",)),
+    m("scoring: codes that require grad not detached", "metrics/utils.py",
+      "values = values.detach().float().cpu().numpy()", "values = values.float().cpu().numpy()",
+      ("tests/test_scoring.py",)),
+    # --- UDR ---------------------------------------------------------------------------------
+    m("udr: a model's score from its row, not its column", "metrics/udr.py",
+      "np.delete(pairwise[:, i, 0], i)", "np.delete(pairwise[i, :, 0], i)", UDR_TESTS),
+    m("udr: latents zeroed at the filter threshold, not dlib's 0.01", "metrics/udr.py",
+      "(kl > ZEROING_THRESHOLD)", "(kl > kl_filter_threshold)", UDR_TESTS),
+    m("udr: NaN-ignoring max and sum", "metrics/udr.py",
+      "matrix.max(axis=0) ** 2 / matrix.sum(axis=0)",
+      "np.nanmax(matrix, axis=0) ** 2 / np.nansum(matrix, axis=0)", UDR_TESTS),
+    m("udr: codes not standardised", "metrics/udr.py",
+      "return StandardScaler().fit_transform(z)", "return z", UDR_TESTS),
+    m("udr codes: stale codes taken as current", "bench/udr_setting.py",
+      "    return (codes.trained_step, codes.checkpoint, inputs) == (",
+      "    return True or (codes.trained_step, codes.checkpoint, inputs) == (",
+      ("tests/test_udr_setting.py",)),
 ]
 
 

@@ -97,7 +97,8 @@ def synthetic_results(out, datasets=("dsprites", "shapes3d"), labels=LABELS, see
                           "reconstruction/negative_elbo": 100 + 20 * rng.rand(),
                           "reconstruction/squared_error": 30 + 5 * rng.rand()}
                 fake_run(out, dataset, label, seed, method=method, values=values,
-                         history={k: list(v) for k, v in history.items()}, config=config)
+                         history={k: list(v) for k, v in history.items()}, config=config,
+                         params={"beta": 8.0} if label == "beta-vae-beta=8" else None)
                 count += 1
     return count
 

@@ -13,7 +13,9 @@ import pytest
 from sklearn.ensemble import GradientBoostingClassifier
 
 from disentbench import metrics
-from disentbench.metrics import boosting
+
+pytest.importorskip("numba", reason="dci-fast needs numba: pip install \"disentbench[fast]\"")
+from disentbench.metrics import boosting  # noqa: E402
 from tests import oracle_cases as oc
 from tests.test_metrics_oracle import oracle  # noqa: F401  (fixture)
 

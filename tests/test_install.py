@@ -1,7 +1,9 @@
 """The installed wheel claims one import name, `disentbench`, and works from a folder whose own
 `metrics.py`, `methods.py` and `bench.py` would break the suite if it imported generic names.
 
-Slow (a fresh virtual environment with CPU torch and every dependency, about 2 minutes):
+The base install pulls none of the extras' packages (numba, dask, selenium) and still trains,
+scores and reports. Slow (a fresh virtual environment with CPU torch and the base
+dependencies, about 2 minutes):
 run with `python -m pytest -m install`.
 """
 import json
@@ -45,6 +47,10 @@ def test_wheel_installs_one_name_and_ignores_shadowing_modules(tmp_path):
     python, cli = venv / "bin" / "python", venv / "bin" / "disentbench"
     _run([python, "-m", "pip", "install", "--quiet", "torch==2.13.0"])   # the CPU build, as CI
     _run([python, "-m", "pip", "install", "--quiet", str(wheel)])
+    optional = _run([python, "-c", "import importlib.util as u; print([m for m in "
+                     "('numba', 'llvmlite', 'dask', 'distributed', 'selenium', 'pytest') "
+                     "if u.find_spec(m)])"]).stdout.strip()
+    assert optional == "[]", f"the base install pulled optional packages: {optional}"
 
     user_folder = tmp_path / "user_project"
     user_folder.mkdir()
@@ -58,5 +64,7 @@ def test_wheel_installs_one_name_and_ignores_shadowing_modules(tmp_path):
           "--device", "cpu", "--out", "OUT"], cwd=user_folder, env=env)
     run_dir = user_folder / "OUT" / "runs" / "dsprites-procedural" / "vae" / "seed0"
     assert json.loads((run_dir / "status.json").read_text())["status"] == "done"
+    assert (user_folder / "OUT" / "index.html").is_file()          # the report, base install
+    assert "l-vae" in _run([cli, "list", "methods"], cwd=user_folder, env=env).stdout
     mig = json.loads((run_dir / "metrics.json").read_text())["metrics"]["mig"]["values"]["discrete_mig"]
     assert 0 <= mig <= 1

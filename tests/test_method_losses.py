@@ -306,7 +306,8 @@ def test_beta_tcvae_loss_by_hand(stratified):
 
 def test_beta_tcvae_defaults():
     assert methods.create("beta-tcvae").hparams == {"beta": 6.0, "alpha": 1.0, "gamma": 1.0,
-                                                     "stratified": False}
+                                                     "stratified": False,
+                                                     "recon": "bernoulli-sum"}
 
 
 # --- DIP-VAE -----------------------------------------------------------------------------------

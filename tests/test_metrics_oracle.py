@@ -3,7 +3,7 @@
 Our sampling replays the reference's RandomState call sequence and our estimators are seeded as
 the reference seeds them, so every value agrees to rounding (|Δ| <= 1e-12; measured: 0 except
 the unsupervised scores, 9e-16) with the scikit-learn the oracle was recorded with (1.9.1;
-pyproject.toml bounds it to 1.9.x, and these tests skip under another minor version).
+these tests skip under another minor version, whose estimators can round differently).
 Exceptions are the documented ones: dlib's `num_active_dims` is compared with our
 `dlib_num_active_dims`, and the cases where dlib crashes or returns NaN are checked against
 what we do instead.
@@ -31,8 +31,8 @@ def oracle(shared_dir):
     recorded = values["environments"]["modern"]["scikit-learn"]
     if recorded.split(".")[:2] != sklearn.__version__.split(".")[:2]:
         pytest.skip(f"the oracle's exact values were recorded with scikit-learn {recorded}, whose "
-                    f"estimators they depend on; this is {sklearn.__version__} (install the "
-                    f"version pyproject.toml asks for)")
+                    f"estimators they depend on; this is {sklearn.__version__} (pip install "
+                    f"\"scikit-learn=={recorded}\" to run them)")
     return values
 
 

@@ -72,7 +72,8 @@ def test_ablation_runs_beta_vae_with_the_final_beta_hat(tmp_path, capsys):
             beta_hat = float(list(csv.DictReader(f))[-1]["beta_hat"])
         run = tmp_path / f"runs/tiny/beta-vae-fixed-beta-hat/seed{seed}"
         config = json.loads((run / "config.json").read_text())
-        assert config["method_params"] == {"beta": beta_hat} and beta_hat != 4.0
+        assert config["method_params"] == {"beta": beta_hat, "recon": "bernoulli-sum"}
+        assert beta_hat != 4.0
         assert config["ablation"] == {"of": "l-vae", "beta_hat": beta_hat,
                                       "source_run": f"runs/tiny/l-vae/seed{seed}"}
         assert config["spec"]["seed"] == seed and config["spec"]["method"] == "beta-vae"
@@ -243,6 +244,7 @@ def test_ctrl_c_stops_cleanly_and_rerun_resumes(tmp_path):
 @pytest.mark.slow
 @pytest.mark.grid
 def test_dask_local_cluster_gives_the_local_backend_metrics(tmp_path):
+    pytest.importorskip("dask.distributed", reason="needs dask: pip install \"disentbench[cluster]\"")
     common = [*TINY[:-2], "--methods", "vae,l-vae", "--seeds", "1", "--steps", "10",
               "--metrics", "mig,reconstruction", "--ablation", "none"]
     # the same threads per worker (1) on both backends: float results depend on the thread count

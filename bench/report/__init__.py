@@ -17,9 +17,15 @@ folder without runs/. Writes, under the results folder:
   tables/significance.csv         each label vs l-vae per dataset and metric: test, p, Holm p
   tables/ablation.csv, ablation_pairs.csv, ablation_<dataset>.tex/.md
                                   L-VAE vs β-VAE with β fixed to its β̂, paired by seed
-  tables/beta_hat.csv/.md         learned β̂ per dataset: mean ± std, above or below 1
+  tables/beta_hat.csv/.md         learned β̂ per dataset: mean ± std, above or below 1, its
+                                  equilibrium β̂*, settled in how many seeds and from which step
   tables/agreement_<dataset>.csv  Spearman ρ between metrics over the runs of a dataset
   tables/ranks.csv                average ranks over datasets × metrics (Friedman, Nemenyi)
+  tables/selection_<rule>_<dataset>.*  the comparison of each method's setting chosen by a rule
+                                  (--select METRIC, default beta-vae; mean-rank; udr), every
+                                  seed of the chosen setting (.csv, .md, .tex)
+  tables/selection_agreement.csv  Kendall's τ between the rules' method rankings
+  plots/sweep_<dataset>_<method>.png  a swept method's metrics against its hyperparameter
   plots/*.png                     metrics, trade-off, agreement, KL per dimension and training per
                                   dataset; L-VAE σ and β̂, controllers' β and KL against C,
                                   critical-difference diagram
@@ -38,12 +44,19 @@ import pandas as pd
 from disentbench import metrics
 from disentbench.bench.evaluate import IN_MODEL_LIKELIHOOD, RECONSTRUCTION
 from disentbench.bench.io import atomic_path, read_json_or_empty, write_text
+from disentbench.methods.l_vae import SETTLED_BAND, SETTLED_FRACTION
 
-from . import manifest, page, plots, stats, tables
+from . import manifest, page, plots, selection, stats, sweeps, tables
 from .load import label_order, read_results
 from .manifest import ReportError, check_targets
 
 __all__ = ["ReportError", "build", "check_targets", "main"]
+
+BETA_HAT_CAPTION = (
+    "Learned β̂ (final value, over seeds), by reconstruction convention (recon), beside the "
+    "equilibrium it chases, β̂* = √(L_R/KL) of the last logged batch; settled: both ratios "
+    f"σ0²/√L_R and σ1²/√KL within 1 ± {SETTLED_BAND:g} over the last "
+    f"{SETTLED_FRACTION:.0%} of training")
 
 
 def _csv(frame: pd.DataFrame, path: Path, index: bool = False) -> Path:
@@ -66,14 +79,15 @@ def median_run(done: pd.DataFrame, metric: str | None) -> pd.Series:
     return ranked.iloc[(done[metric].notna().sum() - 1) // 2]
 
 
-def build(out) -> list[Path]:
-    """Write every table, plot and the index for the results folder `out`; returns the written
-    paths ([] when `out` holds no run folder). ReportError (one line) where `out` is not a
-    results folder, links out of it or a write fails (a full disk)."""
-    return _build(Path(out))[0]
+def build(out, select: str = selection.DEFAULT_METRIC) -> list[Path]:
+    """Write every table, plot and the index for the results folder `out`, model selection by
+    the metric `select`, the mean rank and UDR; returns the written paths ([] when `out` holds
+    no run folder). ReportError (one line) where `out` is not a results folder, links out of
+    it or a write fails (a full disk)."""
+    return _build(Path(out), select)[0]
 
 
-def _build(out: Path):
+def _build(out: Path, select: str = selection.DEFAULT_METRIC):
     """The files written and the runs read; deletes the files of the last build that this one
     did not write again, and nothing else."""
     manifest.check_folder(out)
@@ -81,7 +95,7 @@ def _build(out: Path):
     results, files = read_results(out), []
     try:
         if len(results.runs):
-            _write(out, results, files)
+            _write(out, results, files, (select, selection.MEAN_RANK, selection.UDR))
         manifest.replace(out, old, set(files))
     except OSError as err:
         with contextlib.suppress(OSError):       # list what was written before it stopped
@@ -90,8 +104,9 @@ def _build(out: Path):
     return files, results
 
 
-def _write(out: Path, results, files: list[Path]) -> None:
-    """Write the report, adding each file to `files` as soon as it is written."""
+def _write(out: Path, results, files: list[Path], rules) -> None:
+    """Write the report (model selection by each of `rules`), adding each file to `files` as
+    soon as it is written."""
     runs = results.runs
     labels = label_order(runs)
     colours = plots.palette(labels)
@@ -109,7 +124,10 @@ def _write(out: Path, results, files: list[Path]) -> None:
         files.append(_csv(tests, tdir / "significance.csv"))
     pairs = tables.ablation_pairs(done, metric_columns)
     ablation = tables.ablation_table(pairs, directions)
-    beta_hat = tables.beta_hat_table(done)
+    histories = results.histories
+    if len(histories):
+        histories = histories[histories["status"] == "done"]
+    beta_hat = tables.beta_hat_table(done, histories)
     if len(pairs):
         files += [_csv(pairs, tdir / "ablation_pairs.csv"), _csv(ablation, tdir / "ablation.csv")]
     overall = {"tables": [], "figures": []}
@@ -117,17 +135,25 @@ def _write(out: Path, results, files: list[Path]) -> None:
         shown = beta_hat.drop(columns=["mean", "std"]).set_index("dataset")
         shown[["min", "max"]] = shown[["min", "max"]].map(lambda v: f"{v:.3g}")
         files += [_csv(beta_hat, tdir / "beta_hat.csv")]
-        _text(tdir / "beta_hat.md", shown.to_markdown() + "\n")
+        _text(tdir / "beta_hat.md", f"{BETA_HAT_CAPTION}\n\n{shown.to_markdown()}\n")
         files.append(tdir / "beta_hat.md")
-        overall["tables"].append("<h3>Learned β̂ (final value, over seeds)</h3>"
-                                 + shown.to_html(border=0))
-    histories = results.histories
-    if len(histories):
-        histories = histories[histories["status"] == "done"]
-    sections = [_dataset_section(out, dataset, done[done["dataset"] == dataset], histories,
-                                 labels, colours, directions, metric_columns, comparable, tests,
-                                 ablation, files)
-                for dataset in sorted(runs["dataset"].unique())]
+        overall["tables"].append(f"<h3>{BETA_HAT_CAPTION}</h3>" + shown.to_html(border=0))
+    sections, agreements = [], []
+    for dataset in sorted(runs["dataset"].unique()):
+        part = done[done["dataset"] == dataset]
+        section = _dataset_section(out, dataset, part, histories, labels, colours, directions,
+                                   metric_columns, comparable, tests, ablation, files)
+        shown, agreement = _selections(out, dataset, part, labels, directions, metric_columns,
+                                       comparable, rules, files)
+        section["tables"] += shown
+        agreements.append(agreement)
+        section["figures"] += sweeps.sweep_plots(part, dataset, metric_columns, directions,
+                                                 colours, out / "plots")
+        files += [path for path, _ in section["figures"] if path not in files]
+        sections.append(section)
+    if any(len(a) for a in agreements):
+        files.append(_csv(pd.concat(agreements, ignore_index=True),
+                          tdir / "selection_agreement.csv"))
     files += _overall_figures(out, done, histories, labels, colours, directions, metric_columns,
                               overall)
     header = {"profile": ", ".join(sorted(p for p in runs["profile"].dropna().unique() if p)),
@@ -145,21 +171,19 @@ def _dataset_section(out, dataset, done, histories, labels, colours, directions,
     columns = [m for m in metric_columns if m in done and done[m].notna().any()]
     if done.empty:
         return section
+    note = page.untrained_note(done["profile"].dropna()) if "profile" in done else ""
+    untrained = f" — {note}" if note else ""
     if columns:
         long = tables.comparison(done, present, columns, directions, comparable,
                                  tests[tests["dataset"] == dataset])
-        notes = tables.footnotes(long)
-        caption = f"{dataset}: methods × headline metrics"
-        files.append(_csv(long, tdir / f"comparison_{dataset}.csv"))
-        for style, suffix, render in (("markdown", "md", tables.to_markdown),
-                                      ("latex", "tex", tables.to_latex)):
-            _text(tdir / f"comparison_{dataset}.{suffix}",
-                  render(tables.grid(long, present, style), notes, caption))
-            files.append(tdir / f"comparison_{dataset}.{suffix}")
-        section["tables"].append(("Comparison", tables.to_html(
-            tables.grid(long, present, "html"), notes, caption)))
+        section["tables"].append(("Comparison", _comparison_files(
+            tdir / f"comparison_{dataset}", long, present, tables.footnotes(long),
+            f"{dataset}: methods × headline metrics; {tables.recon_note(done)}{untrained}",
+            files)))
     if len(ablation) and dataset in set(ablation["dataset"]):
-        caption = f"{dataset}: learned β̂ against β fixed to it (paired by seed)"
+        paired = done[done["label"].isin(set(ablation["method"]) | set(ablation["ablation"]))]
+        caption = (f"{dataset}: learned β̂ against β fixed to it (paired by seed); "
+                   f"{tables.recon_note(paired)}{untrained}")
         for style, suffix, render in (("markdown", "md", tables.to_markdown),
                                       ("latex", "tex", tables.to_latex)):
             _text(tdir / f"ablation_{dataset}.{suffix}",
@@ -194,6 +218,49 @@ def _dataset_section(out, dataset, done, histories, labels, colours, directions,
         section["figures"].append((path, captions[path.stem.removesuffix(f"_{dataset}")]))
         files.append(path)
     return section
+
+
+def _comparison_files(stem: Path, long: pd.DataFrame, labels, notes, caption, files) -> str:
+    """Write a comparison as `stem`.csv/.md/.tex (appended to `files`); return its HTML."""
+    files.append(_csv(long, stem.with_suffix(".csv")))
+    for style, suffix, render in (("markdown", ".md", tables.to_markdown),
+                                  ("latex", ".tex", tables.to_latex)):
+        _text(stem.with_suffix(suffix), render(tables.grid(long, labels, style), notes, caption))
+        files.append(stem.with_suffix(suffix))
+    return tables.to_html(tables.grid(long, labels, "html"), notes, caption)
+
+
+def _selections(out: Path, dataset: str, done: pd.DataFrame, labels, directions, metric_columns,
+                comparable, rules, files) -> tuple[list, pd.DataFrame]:
+    """Per rule the comparison of each method's chosen setting (all its seeds), and Kendall's τ
+    between the rules' method rankings: ([(title, html)], agreement rows)."""
+    columns = [m for m in metric_columns if m in done and done[m].notna().any()]
+    shown, rankings = [], {}
+    for rule in rules:
+        chosen, notes = selection.select(done, out, rule, columns, directions, labels)
+        picked = set(chosen["label"])
+        runs = selection.candidates(done)
+        runs = runs[runs["label"].isin(picked)]
+        if runs.empty or not columns:
+            continue
+        present = [l for l in labels if l in picked]
+        tests = stats.significance(runs, columns, comparable)
+        long = tables.comparison(runs, present, columns, directions, comparable, tests)
+        caption = f"{dataset}: each method's setting chosen by {rule}"
+        html = _comparison_files(out / "tables" / f"selection_{rule.replace('/', '-')}_{dataset}",
+                                 long, present, notes + tables.footnotes(long), caption, files)
+        shown.append((f"Model selection by {rule}", html))
+        rankings[rule] = selection.method_ranking(
+            tables.comparable_values(runs, columns, comparable), columns, directions)
+    agreement = selection.agreement(rankings, dataset)
+    if len(agreement):
+        overall = agreement[agreement["ranking"] == "mean rank"].drop(columns="dataset")
+        shown.append(("Method ranking between selection rules", overall.to_html(
+            index=False, border=0, float_format=lambda v: f"{v:.3g}")
+            + "<p class=note>Kendall's τ between the methods' mean ranks over the headline "
+              "metrics under two rules (1: the same order; per metric in "
+              "tables/selection_agreement.csv).</p>"))
+    return shown, agreement
 
 
 def _sheets(out: Path, done: pd.DataFrame, labels):
@@ -253,10 +320,18 @@ def main(argv=None, prog: str = "python -m disentbench.bench.report") -> int:
     p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     p.add_argument("out", nargs="?", default=None, help="results folder (default: results)")
     p.add_argument("--results", default=None, help="results folder (the same as OUT)")
+    p.add_argument("--select", default=selection.DEFAULT_METRIC, metavar="METRIC",
+                   help="the metric of the first model-selection rule: a metric name (its "
+                        "headline value) or METRIC/KEY (default: beta-vae, the L-VAE paper's "
+                        "rule); the mean rank and UDR are the other two")
     args = p.parse_args(argv)
     out = Path(args.results or args.out or "results")
+    if args.select.partition("/")[0] not in metrics.available():
+        print(f"error: --select {args.select}: unknown metric; valid names: "
+              f"{', '.join(metrics.available())} (or METRIC/KEY)", file=sys.stderr)
+        return 2
     try:
-        files, results = _build(out)
+        files, results = _build(out, args.select)
     except ReportError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -12,7 +12,8 @@ from disentbench import methods
 from disentbench.bench.store import CHECKPOINT, METRICS, RunDamaged, RunView
 
 # Logged history columns whose final value goes into the runs table.
-FINAL_VALUES = ("loss", "recon", "kl", "beta", "C", "beta_hat", "sigma0", "sigma1")
+FINAL_VALUES = ("loss", "recon", "kl", "beta", "C", "beta_hat", "beta_hat_star", "sigma0",
+                "sigma1")
 
 
 @dataclass
@@ -68,6 +69,7 @@ def _read_run(out: Path, run: Path):
            "reason": status.get("reason", "") if status else "; ".join(trouble),
            "warnings": "; ".join(map(str, status.get("warnings") or [])),
            "likelihood": config.get("reconstruction", methods.Method.reconstruction_loss),
+           "recon_convention": recon_convention(spec.get("method", run.parts[-2]), config),
            "ablation_of": ablation.get("of"), "ablation_beta_hat": ablation.get("beta_hat"),
            "ablation_source": ablation.get("source_run"),
            "run_dir": run.relative_to(out).as_posix()}
@@ -110,6 +112,20 @@ def unchecked_metrics(store: RunView, evaluation: dict) -> str:
     return (f"{store.dir / METRICS} scored checkpoint {str(scored[0])[:12]} at "
             f"step {scored[1]}, but {CHECKPOINT} holds {held[0][:12]} at step {held[1]}; rerun "
             f"the grid's command to evaluate it again")
+
+
+def recon_convention(method: str, config: dict) -> str:
+    """The run's reconstruction convention: the `recon` its config.json records, the default
+    where the method takes one but the run predates it, else the method's own likelihood
+    ("own gaussian NLL": σ-VAE); "" for an unknown method."""
+    recorded = (config.get("method_params") or {}).get("recon")
+    if recorded:
+        return recorded
+    try:
+        cls = methods.get(method)
+    except KeyError:
+        return ""
+    return cls.params.get("recon") or f"own {config.get('reconstruction', 'gaussian')} NLL"
 
 
 def metric_values(metrics_json: dict) -> dict[str, float]:

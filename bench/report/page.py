@@ -11,17 +11,33 @@ from disentbench.bench.io import write_text
 
 STYLE = """
 body{font-family:sans-serif;max-width:1400px;margin:auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:.6em 0;font-size:13px}
+table{border-collapse:collapse;margin:.6em 0;font-size:13px;display:block;max-width:100%;
+  overflow-x:auto}
 caption{text-align:left;font-weight:bold;padding:.3em 0}
-th,td{border-bottom:1px solid #ccc;padding:3px 8px;text-align:right}
+th,td{border-bottom:1px solid #ccc;padding:3px 8px;text-align:right;white-space:nowrap}
 th:first-child,td:first-child{text-align:left}
 thead th{border-bottom:2px solid #444}
 p.note{font-size:12px;color:#555;margin:.2em 0}
+p.warning{background:#fff3cd;border:1px solid #e0c060;padding:.4em .6em}
 img{max-width:100%;border:1px solid #eee}
 figure{display:inline-block;margin:.5em;vertical-align:top}
 figcaption{font-size:12px;color:#555}
 .sheets figure img{max-width:460px}
 """
+
+
+# Profiles whose models are untrained (tens to a hundred steps): their numbers check the pipeline.
+UNTRAINED = ("smoke", "quick")
+TRAINED_COMMAND = "disentbench --profile paper --device cuda --methods all --seeds 10"
+
+
+def untrained_note(profiles) -> str:
+    """One line for runs of the smoke or quick profile (else ""): their models are untrained."""
+    found = [p for p in UNTRAINED if p in set(profiles)]
+    if not found:
+        return ""
+    return (f"untrained models ({' and '.join(found)} profile): these numbers check the "
+            f"pipeline and cannot rank the methods; trained models: {TRAINED_COMMAND}")
 
 
 def _img(out: Path, path: Path, caption: str) -> str:
@@ -56,6 +72,9 @@ def write(out: Path, runs: pd.DataFrame, problems, header: dict, overall: dict,
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>disentbench results</title>"
              f"<style>{STYLE}</style></head><body>", "<h1>disentbench results</h1>",
              f"<p>{html.escape(' · '.join(facts))}</p>", f"<p>datasets: {nav or 'none'}</p>"]
+    warning = untrained_note(runs["profile"].dropna()) if "profile" in runs else ""
+    if warning:
+        parts.insert(2, f"<p class=warning>{html.escape(warning[0].upper() + warning[1:])}.</p>")
     if problems:
         items = "".join(f"<li>{html.escape(run)}: {html.escape(why)}</li>" for run, why in problems)
         parts.append(f"<h2>Unreadable run files</h2><ul class=problems>{items}</ul>")

@@ -103,7 +103,8 @@ def metric_boxes(done: pd.DataFrame, dataset: str, metric_columns, labels, colou
 
 def sigma_beta_hat(histories: pd.DataFrame, labels, colours, path: Path) -> Path | None:
     """σ0, σ1 and β̂ = σ0²/σ1² of the L-VAE family over training: mean over seeds with the
-    min–max band, one row of panels per dataset."""
+    min–max band, one row of panels per dataset; beside β̂, dashed, the mean of the equilibrium
+    it chases, β̂* = √(L_R/KL) of each logged batch."""
     columns = ("sigma0", "sigma1", "beta_hat")
     if histories.empty or not set(columns) <= set(histories):
         return None
@@ -113,13 +114,15 @@ def sigma_beta_hat(histories: pd.DataFrame, labels, colours, path: Path) -> Path
     datasets = sorted(part["dataset"].unique())
     fig, axes = _figure(len(datasets), 3, 4.8, 3.4)
     titles = {"sigma0": "σ0 (weight 1/σ0² on reconstruction)",
-              "sigma1": "σ1 (weight 1/σ1² on KL)", "beta_hat": "learned β̂ = σ0²/σ1²"}
+              "sigma1": "σ1 (weight 1/σ1² on KL)",
+              "beta_hat": "learned β̂ = σ0²/σ1² (dashed: β̂* = √(L_R/KL))"}
     for row, dataset in zip(axes, datasets):
         data = part[part["dataset"] == dataset]
         order = [l for l in labels if l in set(data["label"])]
         for ax, column in zip(row, columns):
             _bands(ax, data, column, order, colours, legend=column == "beta_hat")
             if column == "beta_hat":
+                _equilibrium(ax, data, order, colours)
                 ax.axhline(1.0, color="grey", ls=":", lw=1)
                 if data[column].max() > 10 * data[column].min() > 0:
                     ax.set_yscale("log")
@@ -127,6 +130,15 @@ def sigma_beta_hat(histories: pd.DataFrame, labels, colours, path: Path) -> Path
             ax.set_ylabel(column)
     fig.suptitle("L-VAE σ and β̂ over training (line: mean over seeds; band: min–max)")
     return save(fig, path)
+
+
+def _equilibrium(ax, data: pd.DataFrame, labels, colours) -> None:
+    """Per label the mean over seeds of beta_hat_star against step, dashed."""
+    if "beta_hat_star" not in data:
+        return
+    for label in labels:
+        star = data[data["label"] == label].groupby("step")["beta_hat_star"].mean().dropna()
+        ax.plot(star.index, star.values, ls="--", color=colours[label], lw=1)
 
 
 def controllers(histories: pd.DataFrame, labels, colours, path: Path) -> Path | None:
@@ -229,5 +241,7 @@ def training(histories: pd.DataFrame, dataset: str, labels, colours, path: Path)
     names = {"loss": "loss (minimised)", "recon": "reconstruction term", "kl": "KL (nats)"}
     for ax, term in zip(axes[0], terms):
         _bands(ax, part, term, labels, colours, legend=term == terms[-1])
-        ax.set_title(f"{dataset}: {names[term]} (mean, min–max over seeds)", fontsize=9)
+        ax.set_title(names[term], fontsize=9)       # short: the panels' titles must not meet
+    fig.suptitle(f"{dataset}: training curves (line: mean over seeds; band: min–max)",
+                 fontsize=10)
     return save(fig, path)

@@ -10,6 +10,7 @@ import pandas as pd
 
 from disentbench import methods, metrics
 from disentbench.bench.evaluate import IN_MODEL_LIKELIHOOD, RECONSTRUCTION
+from disentbench.methods.base import DEFAULT_RECON
 
 from .stats import ALPHA, REFERENCE, compare
 
@@ -26,15 +27,30 @@ ARROW = {metrics.HIGHER: "↑", metrics.LOWER: "↓"}
 
 
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean, std and number of finished seeds per (dataset, label) for every numeric column."""
+    """Mean, std and number of finished seeds per (dataset, label, reconstruction convention)
+    for every numeric column."""
     done = runs[runs["status"] == "done"]
+    keys = ["dataset", "label"] + (["recon_convention"] if "recon_convention" in runs else [])
     numeric = [c for c in done.select_dtypes("number").columns
                if c not in ("seed", "step", "steps")]
     if done.empty or not numeric:
-        return pd.DataFrame(columns=["dataset", "label"])
-    table = done.groupby(["dataset", "label"])[numeric].agg(["mean", "std", "count"])
+        return pd.DataFrame(columns=keys)
+    table = done.groupby(keys)[numeric].agg(["mean", "std", "count"])
     table.columns = [f"{c}:{stat}" for c, stat in table.columns]
     return table.reset_index()
+
+
+def recon_note(done: pd.DataFrame) -> str:
+    """The reconstruction convention(s) of `done`'s labels for a caption: the suite's default
+    where a label has it (else the most common one), then each label with another, e.g.
+    "reconstruction term: bernoulli-sum (l-vae-recon=mse-mean: mse-mean; sigma-vae: own
+    gaussian NLL)"."""
+    if "recon_convention" not in done or done.empty:
+        return ""
+    by_label = done.groupby("label", sort=False)["recon_convention"].first()
+    common = DEFAULT_RECON if DEFAULT_RECON in set(by_label) else by_label.value_counts().index[0]
+    others = "; ".join(f"{label}: {recon}" for label, recon in by_label.items() if recon != common)
+    return f"reconstruction term: {common}" + (f" ({others})" if others else "")
 
 
 def headline(done: pd.DataFrame) -> list[str]:
@@ -248,9 +264,11 @@ def ablation_grid(table: pd.DataFrame, dataset: str, style: str) -> pd.DataFrame
     return pd.DataFrame(rows).set_index("metric")
 
 
-def beta_hat_table(done: pd.DataFrame) -> pd.DataFrame:
-    """Final learned β̂ per dataset and L-VAE label over seeds: mean ± std, range, and whether it
-    lies above or below 1 (the paper finds it can fall below 1)."""
+def beta_hat_table(done: pd.DataFrame, histories: pd.DataFrame) -> pd.DataFrame:
+    """Final learned β̂ per dataset and L-VAE label over seeds: its reconstruction convention,
+    mean ± std, range, whether it lies above or below 1 (the paper finds it can fall below 1),
+    the equilibrium β̂* = √(L_R/KL) it chases, and in how many seeds β̂ settled there (the
+    method's `history_summary` of each run's history) and from which steps."""
     if "beta_hat" not in done or done["beta_hat"].isna().all():
         return pd.DataFrame()
     rows = []
@@ -260,11 +278,34 @@ def beta_hat_table(done: pd.DataFrame) -> pd.DataFrame:
         below = int((values < 1).sum())
         side = ("below 1" if below == len(values) else "above 1" if below == 0
                 else f"below 1 in {below} of {len(values)} seeds")
-        rows.append({"dataset": dataset, "method": label, "seeds": len(values),
-                     "beta_hat": _pm(values.mean(), values.std()),
+        star = part["beta_hat_star"] if "beta_hat_star" in part else pd.Series(dtype=float)
+        summaries = [history_summary(histories, run) for run in part.to_dict("records")]
+        steps = [s["settled_from_step"] for s in summaries if s.get("beta_hat_settled")]
+        rows.append({"dataset": dataset, "method": label,
+                     "recon": part["recon_convention"].iloc[0]
+                     if "recon_convention" in part else "",
+                     "seeds": len(values), "beta_hat": _pm(values.mean(), values.std()),
                      "mean": values.mean(), "std": values.std(), "min": values.min(),
-                     "max": values.max(), "relative to 1": side})
+                     "max": values.max(), "relative to 1": side,
+                     "beta_hat_star": _pm(star.mean(), star.std()) if star.notna().any() else "–",
+                     "settled": (f"{len(steps)} of {len(summaries)}"
+                                 if any(summaries) else "–"),
+                     "settled from step": (f"{min(steps)}–{max(steps)}" if len(set(steps)) > 1
+                                           else str(steps[0]) if steps else "–")})
     return pd.DataFrame(rows)
+
+
+def history_summary(histories: pd.DataFrame, run: dict) -> dict:
+    """The method's `history_summary` of one run's history rows (the columns it logged)."""
+    if histories.empty:
+        return {}
+    part = histories[(histories["dataset"] == run["dataset"]) & (histories["label"] == run["label"])
+                     & (histories["seed"] == run["seed"])].dropna(axis=1, how="all")
+    try:
+        method = methods.get(run["method"])
+    except KeyError:
+        return {}
+    return method.history_summary(part.sort_values("step").to_dict("records"))
 
 
 def _pm(mean, std) -> str:

@@ -33,7 +33,7 @@ def test_a_grid_over_the_run_limit_is_refused(tmp_path, capsys, monkeypatch):
     out = tmp_path / "results"
     assert cli.main([*TINY, "--methods", "vae,l-vae", "--seeds", "3", "--out", str(out)]) == 2
     assert one_error(capsys) == (
-        "the grid has 9 runs (2 methods x 1 datasets x 3 seeds + 3 fixed-beta-hat ablation "
+        "the grid has 9 runs (2 method settings x 1 datasets x 3 seeds + 3 fixed-beta-hat ablation "
         "runs); at most 7 per command: split it over --methods, --datasets or --seeds")
     assert not out.exists()
 

@@ -32,5 +32,5 @@ def test_folder_names_are_exact_and_unchanged_where_g_was_exact(value, name):
 def test_grid_names_each_value_once():
     specs = grid.expand(["beta-vae"], ["tiny"], 1, {
         "steps": 10, "batch_size": 8, "latent_dim": 4, "lr": 1e-4, "log_every": 5,
-        "checkpoint_every": 5}, {"beta-vae": {"beta": float("8.0000001")}}, {"tiny": 5})
+        "checkpoint_every": 5}, {"beta-vae": [{"beta": float("8.0000001")}]}, {"tiny": 5})
     assert [s.label for s in specs] == ["beta-vae-beta=8.0000001"]
