@@ -13,10 +13,12 @@ import math
 import os
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 
 from disentbench.bench.flags import UsageError, build_parser, parse, program_name
 from disentbench.bench.profiles import FACTORS, PROFILES, default_profile
+from disentbench.bench.signals import Terminated, sigterm_stops
 from disentbench.extras import MissingExtra, require
 
 # Settings a profile gives when no flag (or --config key) does.
@@ -163,6 +165,7 @@ def _options(args, device, chosen, names, out, profile):
                 f"--track {args.track}")
     cores = joblib.cpu_count()
     jobs = args.jobs or backend.default_jobs(device)
+    backend.check_setup(jobs, cores, args.scheduler)
     threads = 1 if args.backend == "dask" else max(1, cores // jobs)
     if os.environ.get("OMP_NUM_THREADS", "").isdigit():     # the user's cap per process
         threads = max(1, min(threads, int(os.environ["OMP_NUM_THREADS"])))
@@ -174,7 +177,7 @@ def _options(args, device, chosen, names, out, profile):
         derived=(grid.FIXED_BETA_HAT,) if args.ablation != "none" else (),
         retry_failed=args.retry_failed, keep_checkpoints=args.keep_checkpoints,
         repair=args.repair, precision=args.precision, profile=profile,
-        group_seeds=group_seeds(args.group_seeds))
+        group_seeds=group_seeds(args.group_seeds), invocation=uuid.uuid4().hex[:12])
 
 
 def group_seeds(text: str) -> int | None:
@@ -213,14 +216,16 @@ def main(argv=None) -> int:
     try:
         if command == "list":
             return list_command(rest)
-        return _run(parse(rest))          # --help and --version exit in parse: no torch
+        with sigterm_stops():             # SIGTERM (a batch system's time limit) as Ctrl-C
+            return _run(parse(rest))      # --help and --version exit in parse: no torch
     except (UsageError, MissingExtra) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted; no run was training (rerunning the same command continues)",
-              file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:
+        signal = isinstance(stop, Terminated)
+        print(f"\n{'terminated (SIGTERM)' if signal else 'interrupted'}; no run was training "
+              f"(rerunning the same command continues)", file=sys.stderr)
+        return 143 if signal else 130
 
 
 def list_command(argv: list[str]) -> int:
@@ -272,9 +277,12 @@ def _plan(args):
         paths.check_inside(out, folder)
     report.check_targets(out)
     planning.check_batch_sizes(specs, {name: len(data) for name, data in loaded.items()})
+    specs, shard = planning.take_shard(specs, args.shard, options.group_seeds or estimate.AUTO_SIZE)
     plan = planning.plan(specs, options, estimate.group_size(specs, options, loaded))
     eta = estimate.eta_seconds(plan, loaded) if plan.units else 0.0
-    _print_plan(plan, eta, profile, chosen, options, specs, len(data_names), args.seeds)
+    _print_plan(plan, eta, profile, chosen, plan.options, specs, len(data_names), args.seeds)
+    if shard:
+        print(shard)
     return plan
 
 
@@ -290,13 +298,14 @@ def _execute(plan, out: Path, track: str | None) -> int:
         mirrored = mirror(out, track, [f for f in folders if f.is_dir()])
         print(f"{track}: {mirrored} runs mirrored under {out}/")
     if result.interrupted is not None:
-        print("interrupted (Ctrl-C); rerunning the same command resumes every unfinished run"
+        print(f"{'terminated (SIGTERM)' if result.terminated else 'interrupted (Ctrl-C)'}; "
+              f"rerunning the same command resumes every unfinished run"
               + "".join(f"\n  {run} (its last checkpoint)" for run in result.interrupted),
               file=sys.stderr)
-        return 130
+        return result.exit_code
     if (out / "runs").is_dir() and report.build(out):
         print(f"tables: {out / 'tables'}/, plots: {out / 'plots'}/, index: {out / 'index.html'}")
-    return 1 if result.failed else 0
+    return result.exit_code
 
 
 def _print_settled(plan) -> None:
@@ -316,7 +325,7 @@ def _print_plan(plan, eta, profile, chosen, options, specs, n_datasets, seeds) -
     from disentbench.bench.grid import settings_per_method
     from disentbench.bench.precision import resolve
     counts = settings_per_method(specs)
-    ablation = plan.runs - sum(counts.values()) * n_datasets * seeds
+    ablation = plan.runs - len(specs)
     swept = ", ".join(f"{method} {n}" for method, n in counts.items() if n > 1)
     grid_line = f"{len(counts)} methods" + (f" in {sum(counts.values())} settings ({swept})"
                                             if swept else "")

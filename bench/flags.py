@@ -138,6 +138,10 @@ def _where_flags(g) -> None:
     g.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
                    help="with --backend dask: an existing scheduler (default: a local cluster "
                         "of --jobs single-threaded worker processes)")
+    g.add_argument("--shard", default=None, metavar="I/N",
+                   help="run only shard I of N (1 <= I <= N) of the grid, its seed groups whole; "
+                        "the N shards together are the grid, e.g. --shard "
+                        "$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT (docs/cluster.md)")
 
 
 def _store_flags(g) -> None:

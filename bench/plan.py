@@ -9,6 +9,7 @@ that need nothing at all (trained and evaluated; failed and not retried) are `se
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,11 @@ class DerivedRun:
         return RunResult(source.dataset, self.label, source.seed, Status.FAILED,
                          reason=f"not trained: {why}")
 
+    def elsewhere(self, source: RunSpec, why: str) -> RunResult:
+        """Left, with its source, to the process that holds the source's claim."""
+        return RunResult(source.dataset, self.label, source.seed, Status.RUNNING,
+                         reason=f"with its {self.source} run, {why}")
+
 
 @dataclass(frozen=True)
 class Options:
@@ -66,6 +72,7 @@ class Options:
     precision: str = "fp32"          # auto|bf16|fp32 (bench/precision.py), per worker's device
     profile: str | None = None       # recorded in each run's config.json for the report
     group_seeds: int | None = 1      # members per seed group (1: off); None: auto
+    invocation: str = ""             # names this command's claims (bench/claims.py)
 
     def train_flags(self) -> dict:
         """What training takes from the options besides the runs (store flags, precision)."""
@@ -159,7 +166,51 @@ def plan(specs: list[RunSpec], options: Options, group: int = 1) -> Plan:
             units.append(Unit(chunk, datasets.loader(chunk[0].dataset), rules,
                               {name: left[name] for name in names},
                               {key(spec): done[key(spec)] for spec in chunk if key(spec) in done}))
-    return Plan(options, units, settled, order, group)
+    jobs = min(options.jobs, max(1, len(units)))          # no more workers than units
+    return Plan(dataclasses.replace(options, jobs=jobs), units, settled, order, group)
+
+
+def take_shard(specs: list[RunSpec], text: str | None, group: int) -> tuple[list[RunSpec], str]:
+    """(The specs of shard `text` = "I/N" of the grid `specs`, a line saying so); the whole
+    grid and "" for None. GridError for a bad `text`."""
+    part = parse_shard(text)
+    if part is None:
+        return specs, ""
+    mine = shard(specs, *part, group)
+    return mine, (f"shard {part[0]}/{part[1]}: {len(mine)} of the grid's {len(specs)} runs "
+                  f"(with their derived runs)")
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """--shard I/N: (I, N) with 1 <= I <= N, or None for the whole grid; GridError else."""
+    if text is None:
+        return None
+    index, sep, count = str(text).partition("/")
+    if sep and index.strip().isdigit() and count.strip().isdigit() \
+            and 1 <= int(index) <= int(count):
+        return int(index), int(count)
+    raise GridError(f"--shard {text!r}: expected I/N with 1 <= I <= N, e.g. --shard 2/4 (SLURM: "
+                    f"--array=1-N and --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT)")
+
+
+def shard(specs: list[RunSpec], index: int, count: int, group: int) -> list[RunSpec]:
+    """Shard `index` (1..count) of the grid `specs`: each cell's seeds in grid order are cut
+    into seed groups of `group`, and each group in turn goes to the shard with the fewest runs
+    so far (the first such). The shards together are the grid exactly, a seed group is never
+    split, and a derived run is made by its source's shard. It depends on the specs alone, not
+    on what the results folder holds."""
+    cells: dict[str, list[RunSpec]] = {}
+    for spec in specs:
+        cells.setdefault(cell(spec), []).append(spec)
+    sizes, mine = [0] * count, set()
+    for members in cells.values():
+        for i in range(0, len(members), group):
+            chunk = members[i:i + group]
+            to = sizes.index(min(sizes))
+            sizes[to] += len(chunk)
+            if to == index - 1:
+                mine.update(key(spec) for spec in chunk)
+    return [spec for spec in specs if key(spec) in mine]
 
 
 def cell(spec: RunSpec) -> str:

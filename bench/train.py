@@ -32,7 +32,8 @@ from disentbench.bench.store import RunState, RunView, Status
 class RunResult:
     """What happened to one run in this call: done or failed (`Status`), with the step it
     reached. `trained` is the steps trained now, `evaluated` whether metrics were computed now,
-    `earlier` that the run needed nothing (finished, or failed and not retried)."""
+    `earlier` that the run needed nothing (finished, or failed and not retried). A run left to
+    another process that holds its claim is `running`, with the holder as its reason."""
     dataset: str
     label: str
     seed: int
@@ -61,6 +62,8 @@ class RunResult:
         if self.earlier:
             return ("already done" if self.status == Status.DONE
                     else "failed earlier, --retry-failed retries it")
+        if self.status == Status.RUNNING:
+            return "left to another process"
         if self.status == Status.FAILED:
             return f"failed at step {self.step}" if self.step or self.trained else "not trained"
         work = f"trained {self.trained} steps" if self.trained else "trained before"

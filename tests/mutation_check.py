@@ -320,7 +320,7 @@ MUTATIONS = [
       "member_extra=[{**profile, **r} for r in records]", "member_extra=None",
       RUNNER_GROUP_TESTS),
     m("runner: ablation records in reverse order", "bench/worker.py",
-      "[record for _, record in pairs],", "[record for _, record in pairs][::-1],",
+      "train_and_evaluate(specs, records, data", "train_and_evaluate(specs, records[::-1], data",
       RUNNER_GROUP_TESTS),
     m("precision: bf16 on a CPU without channels-last", "bench/precision.py",
       '    if precision == "bf16" and torch.device(device).type == "cpu":\n        return torch.channels_last',
