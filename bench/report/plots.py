@@ -3,19 +3,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+import scikit_posthocs
+import seaborn as sns
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import scikit_posthocs  # noqa: E402
-import seaborn as sns  # noqa: E402
+from disentbench import metrics
+from disentbench.bench.io import atomic_path
 
-from disentbench import metrics  # noqa: E402
-from disentbench.bench.io import atomic_path  # noqa: E402
-
-from .manifest import naming  # noqa: E402
+from .manifest import naming
 
 DIRECTION_NOTE = {metrics.HIGHER: "higher is better", metrics.LOWER: "lower is better"}
 # Disentanglement metrics for the trade-off plot, in order of preference.
@@ -36,19 +33,23 @@ def palette(labels) -> dict:
 
 
 def save(fig, path: Path) -> Path:
-    """`fig` as the PNG `path` (an OSError names `path`), closed either way."""
-    try:
-        with naming(path), atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=90)
-    finally:
-        plt.close(fig)
+    """`fig` as the PNG `path` (an OSError names `path`)."""
+    with naming(path), atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
     return path
+
+
+def subplots(rows: int = 1, cols: int = 1, *, figsize, layout=None, **kwargs):
+    """A figure and its axes without pyplot: no backend switch and no global figure registry
+    (importing the report changes nothing in a notebook)."""
+    fig = Figure(figsize=figsize, layout=layout)
+    return fig, fig.subplots(rows, cols, **kwargs)
 
 
 def _figure(rows: int, cols: int, width: float, height: float):
     """A figure of rows × cols panels whose layout (legends outside included) is solved in the
     one draw that saving does."""
-    return plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False,
+    return subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False,
                         layout="constrained")
 
 
@@ -189,7 +190,7 @@ def agreement_heatmap(correlation: pd.DataFrame, dataset: str, path: Path):
     if correlation.shape[0] < 2:
         return None
     size = 1.5 + 0.55 * len(correlation)
-    fig, ax = plt.subplots(figsize=(size + 1.5, size), layout="constrained")
+    fig, ax = subplots(figsize=(size + 1.5, size), layout="constrained")
     sns.heatmap(correlation, vmin=-1, vmax=1, cmap="vlag", annot=True, fmt=".2f",
                 cbar_kws={"label": "Spearman ρ"}, ax=ax, annot_kws={"fontsize": 7})
     ax.set_title(f"{dataset}: rank agreement between metrics over runs\n"
@@ -200,7 +201,7 @@ def agreement_heatmap(correlation: pd.DataFrame, dataset: str, path: Path):
 
 def critical_difference(ranks: pd.Series, nemenyi: pd.DataFrame, friedman_p: float, blocks: int,
                         colours, path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(9, 0.9 + 0.28 * len(ranks)), layout="constrained")
+    fig, ax = subplots(figsize=(9, 0.9 + 0.28 * len(ranks)), layout="constrained")
     scikit_posthocs.critical_difference_diagram(
         ranks, nemenyi, ax=ax, color_palette={k: colours[k] for k in ranks.index},
         label_fmt_left="{label} ({rank:.2f})", label_fmt_right="({rank:.2f}) {label}")
@@ -220,7 +221,7 @@ def kl_per_dim(sheets: list[dict], dataset: str, path: Path) -> Path | None:
     table = np.full((len(sheets), width), np.nan)
     for row, sheet in zip(table, sheets):
         row[:len(sheet["kl"])] = sorted(sheet["kl"], reverse=True)
-    fig, ax = plt.subplots(figsize=(max(7.0, 2.5 + 0.55 * width), 1.2 + 0.32 * len(sheets)),
+    fig, ax = subplots(figsize=(max(7.0, 2.5 + 0.55 * width), 1.2 + 0.32 * len(sheets)),
                            layout="constrained")
     sns.heatmap(pd.DataFrame(table, index=[f"{s['label']} (seed {s['seed']})" for s in sheets],
                              columns=range(1, width + 1)),
