@@ -16,9 +16,10 @@ import pytest
 import torch
 
 from disentbench import metrics
-from disentbench.bench import estimate
+from disentbench.bench import estimate, grid
+from disentbench.bench.cli import main, parse_params
 from disentbench.bench.plan import Options
-from disentbench.bench.cli import main
+from disentbench.bench.profiles import PROFILES
 from disentbench.bench.spec import RunSpec
 from tests.helpers import tiny_dsprites_like
 
@@ -185,11 +186,18 @@ def test_an_evaluation_error_fails_the_run(tmp_path, capsys, monkeypatch):
 
 @pytest.mark.slow
 @pytest.mark.grid
-@pytest.mark.parametrize("group_seeds", ["off", "2"])
-def test_sigkill_at_random_moments_then_rerun_finishes_every_run_once(tmp_path, group_seeds):
-    args = ["--methods", "vae,l-vae", "--datasets", "tiny", "--device", "cpu", "--seeds", "2",
+@pytest.mark.parametrize("group_seeds, methods_args", [
+    ("off", ("vae,l-vae",)), ("2", ("vae,l-vae",)),
+    ("off", ("beta-vae,l-vae", "--param", "beta-vae.beta=1,6"))])         # a sweep
+def test_sigkill_at_random_moments_then_rerun_finishes_every_run_once(tmp_path, group_seeds,
+                                                                      methods_args):
+    args = ["--methods", *methods_args, "--datasets", "tiny", "--device", "cpu", "--seeds", "2",
             "--profile", "smoke", "--steps", "30", "--metrics", "mig", "--jobs", "2",
             "--group-seeds", group_seeds, "--out", str(tmp_path)]
+    names = methods_args[0].split(",")
+    labels = sorted({spec.label for spec in grid.expand(
+        names, ["tiny"], 1, PROFILES["smoke"], parse_params(list(methods_args[2:]), names),
+        {"tiny": 5})} | {grid.ABLATION_LABEL})
     rng = random.Random(0)
     finished = {}                                        # run folder -> its files when killed
     for _ in range(3):
@@ -209,8 +217,7 @@ def test_sigkill_at_random_moments_then_rerun_finishes_every_run_once(tmp_path, 
     out, err = process.communicate(timeout=600)
     assert process.returncode == 0, err
     runs = statuses(tmp_path)
-    assert sorted(runs) == [f"tiny/{label}/seed{seed}" for label in
-                            ("beta-vae-fixed-beta-hat", "l-vae", "vae") for seed in (0, 1)]
+    assert sorted(runs) == [f"tiny/{label}/seed{seed}" for label in labels for seed in (0, 1)]
     assert all(s["status"] == "done" and s["step"] == 30 for s in runs.values())
     now = snapshot(tmp_path)
     for run, files in finished.items():                  # neither retrained nor re-evaluated
@@ -356,8 +363,6 @@ def test_report_subcommand_dispatches(finished, capsys):
 
 
 def test_paper_profile_uses_the_number_of_factors_and_flags_override_profiles():
-    from disentbench.bench import grid
-    from disentbench.bench.profiles import PROFILES
     specs = grid.expand(["vae"], ["tiny", "celeba"], 1, PROFILES["paper"], {},
                         {"tiny": 5, "celeba": 0})
     assert [(s.latent_dim, s.steps, s.batch_size, s.lr, s.log_every) for s in specs] == \
