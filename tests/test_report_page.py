@@ -21,7 +21,8 @@ def test_quick_runs_carry_the_untrained_warning_on_the_page_and_in_captions(tmp_
     text = results(tmp_path, "quick")
     assert "<p class=warning>Untrained models (quick profile)" in text
     assert page.TRAINED_COMMAND in text
-    assert "methods × headline metrics — untrained models (quick profile)" in text
+    assert ("methods × headline metrics; reconstruction term: bernoulli-sum — untrained models "
+            "(quick profile)") in text
     markdown = (tmp_path / "tables" / "comparison_dsprites.md").read_text(encoding="utf-8")
     assert markdown.splitlines()[0].endswith(f"trained models: {page.TRAINED_COMMAND}")
 
