@@ -377,7 +377,8 @@ def test_a_dask_cluster_from_the_command_line_survives_a_lost_worker(tmp_path):
         assert grid.returncode == 0, err
         assert f"took over the stale claim of {held.host}/{held.pid}" in out     # resumed
         assert_each_step_once(tmp_path / "dask", 30)
-        assert main([*common, "--jobs", "1", "--out", str(tmp_path / "local")]) == 0
+        # one thread, as each Dask worker has: float results depend on the thread count
+        assert main([*common, "--jobs", "2", "--out", str(tmp_path / "local")]) == 0
         for run in ("vae/seed0", "l-vae/seed0", "beta-vae-fixed-beta-hat/seed0"):
             values = [json.loads((tmp_path / where / "runs/tiny" / run / "metrics.json")
                                  .read_text())["metrics"] for where in ("dask", "local")]

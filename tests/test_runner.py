@@ -46,9 +46,11 @@ def start_grid(*args) -> subprocess.Popen:
 
 
 def snapshot(out: Path) -> dict:
-    """path -> (mtime, sha256) of every file under `out`/runs."""
+    """path -> (mtime, sha256) of every file of the runs under `out`/runs (not a claim or a
+    temporary file: those come and go with the processes)."""
     return {p: (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
-            for p in sorted((out / "runs").rglob("*")) if p.is_file()}
+            for p in sorted((out / "runs").rglob("*"))
+            if p.is_file() and not p.name.startswith(".")}
 
 
 def statuses(out: Path) -> dict:
