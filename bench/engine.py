@@ -12,7 +12,7 @@ Adam per member computes what one Adam over the stacked weights would.
 No host sync in a step: the loss terms, the non-finite flag and the step count the methods'
 schedules read (`Member.step_count`, a device tensor) stay on the device; `rows` reads every
 member's logging row back with one sync. A member that goes non-finite or diverges is dropped
-alone (`drop`); `member_state_dict(k)` is its single run's resume state, so it is saved, resumed
+alone (`drop`); `Member.state_dict()` is its single run's resume state, so it is saved, resumed
 and evaluated as its own run. The training loop around it, with logging, checkpoints, failure
 and resume, is bench/train.py.
 """
@@ -278,7 +278,3 @@ class Engine:
             self.failed[self.members[k].spec.seed] = failures[k]
             del self.members[k]
         return dropped
-
-    def member_state_dict(self, k: int) -> dict:
-        """Member k's state exactly as its single run would hold it."""
-        return self.members[k].state_dict()
