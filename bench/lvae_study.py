@@ -16,6 +16,7 @@ against β̂* per run, one panel per dataset).
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -34,8 +35,9 @@ from disentbench.bench.train import train
 from disentbench.methods.base import RECON_CONVENTIONS
 from disentbench.methods.l_vae import equilibrium_summary
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dsprites" / \
-    "dsprites_downsampled.npz"
+REAL = (Path(os.environ.get("DISENTBENCH_SHARED",
+                            Path(__file__).resolve().parents[1].parent / "shared"))
+        / "data" / "dsprites" / "dsprites_downsampled.npz")   # the reference material's
 REAL_NAME = "dsprites-real-subgrid"
 COLOURS = {"bernoulli-sum": "tab:blue", "gaussian-sum": "tab:orange", "mse-mean": "tab:green"}
 
